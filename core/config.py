@@ -1,0 +1,297 @@
+"""The scenario schema: frozen dataclasses with the defaults of DESIGN.md §3.
+
+Every field is something a scenario file may set. Field metadata drives validation in
+:mod:`core.scenario`: ``unit="duration"`` fields accept seconds or strings like ``"200ms"``,
+``"45s"``, ``"10m"``; ``min``/``max`` bound numbers; ``Literal`` types list the choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ALGORITHMS = (
+    "round_robin",
+    "weighted_round_robin",
+    "least_connections",
+    "random",
+    "power_of_two",
+    "consistent_hash",
+    "peak_ewma",
+)
+Algorithm = Literal[
+    "round_robin",
+    "weighted_round_robin",
+    "least_connections",
+    "random",
+    "power_of_two",
+    "consistent_hash",
+    "peak_ewma",
+]
+PatternKind = Literal["constant", "ramp", "diurnal", "spike"]
+
+
+def dur(default: float, *, min: float = 0.0, max: float | None = None) -> Any:
+    """A duration field (seconds; files may write ``"250ms"``, ``"30s"``, ``"10m"``, ``"1h"``)."""
+    return field(default=default, metadata={"unit": "duration", "min": min, "max": max})
+
+
+def num(default: float | int, *, min: float | None = None, max: float | None = None) -> Any:
+    """A bounded number field."""
+    return field(default=default, metadata={"min": min, "max": max})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "custom"
+    description: str = ""
+    duration: float = dur(600.0, min=0.001)
+    seed: int = 1
+    snapshot_interval: float = dur(0.25, min=0.01)
+
+
+@dataclass(frozen=True)
+class PatternConfig:
+    """A rate multiplier over time: ``constant`` 1; ``ramp`` from 1 to ``factor`` over
+    [start, start+length]; ``diurnal`` 1 + amplitude*sin(2*pi*t/period); ``spike`` ``factor``
+    during [start, start+length]."""
+
+    kind: PatternKind = "constant"
+    start: float = dur(0.0)
+    length: float = dur(60.0)
+    factor: float = num(2.0, min=0.0)
+    amplitude: float = num(0.5, min=0.0, max=1.0)
+    period: float = dur(600.0, min=1.0)
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    rate: float = num(200.0, min=0.0)
+    """Requests per second at multiplier 1."""
+    pattern: PatternConfig = field(default_factory=PatternConfig)
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """Endpoint mix: fractions of requests; they are normalised to sum to 1."""
+
+    static: float = num(0.5, min=0.0)
+    read: float = num(0.35, min=0.0)
+    write: float = num(0.15, min=0.0)
+
+
+def _default_regions() -> dict[str, RegionConfig]:
+    return {"eu": RegionConfig(rate=200.0), "us": RegionConfig(rate=200.0)}
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    regions: dict[str, RegionConfig] = field(default_factory=_default_regions)
+    mix: MixConfig = field(default_factory=MixConfig)
+    keys: int = num(10_000, min=1)
+    """Distinct objects/items; popularity follows Zipf(zipf_s)."""
+    zipf_s: float = num(1.0, min=0.0, max=5.0)
+    sticky_clients: int = num(5_000, min=1)
+    """Distinct client ids (consistent hashing keys on the client)."""
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    latency: float = dur(0.005)
+    jitter: float = dur(0.001)
+    loss: float = num(0.0, min=0.0, max=1.0)
+    """Packet loss probability; a lost packet costs a TCP retransmission timeout."""
+    bandwidth: float = num(0.0, min=0.0)
+    """Requests per second the link carries before queueing (0 = unlimited)."""
+
+
+def _default_links() -> dict[str, LinkConfig]:
+    return {
+        "client-eu": LinkConfig(latency=0.015, jitter=0.003),
+        "client-us": LinkConfig(latency=0.020, jitter=0.004),
+        "edge-eu": LinkConfig(latency=0.010, jitter=0.002),
+        "edge-us": LinkConfig(latency=0.045, jitter=0.004),
+        "lb-app": LinkConfig(latency=0.0005, jitter=0.0001),
+        "app-db": LinkConfig(latency=0.0005, jitter=0.0001),
+    }
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    links: dict[str, LinkConfig] = field(default_factory=_default_links)
+    """``client-<region>`` (client to its edge), ``edge-<region>`` (edge to the balancer),
+    ``lb-app`` (balancer to containers), ``app-db`` (containers to the database)."""
+    rto: float = dur(0.2, min=0.001)
+    """TCP retransmission timeout paid per lost packet (doubles per consecutive loss)."""
+    connect_timeout: float = dur(1.0, min=0.001)
+    """How long a connection attempt across a partition waits before it fails."""
+
+
+@dataclass(frozen=True)
+class CdnConfig:
+    enabled: bool = True
+    capacity: int = num(2_000, min=0)
+    """Objects each edge can hold (LRU)."""
+    ttl: float = dur(300.0, min=0.0)
+    collapse: bool = True
+    """Concurrent misses on one key share one origin fetch."""
+    stale_if_error: bool = False
+    hit_latency: float = dur(0.001)
+    dns_failover: float = dur(30.0)
+    """How long clients of a region keep trying a dead edge before DNS sends them elsewhere."""
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    interval: float = dur(2.0, min=0.01)
+    fall: int = num(3, min=1)
+    rise: int = num(2, min=1)
+    timeout: float = dur(1.0, min=0.001)
+
+
+@dataclass(frozen=True)
+class EjectionConfig:
+    enabled: bool = True
+    consecutive_5xx: int = num(5, min=1)
+    base_time: float = dur(30.0)
+    max_percent: float = num(0.10, min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    algorithm: Algorithm = "round_robin"
+    vip_takeover: float = dur(3.0)
+    timeout: float = dur(2.0)
+    """Per-attempt timeout (0 = none)."""
+    retries: int = num(1, min=0, max=10)
+    retry_budget: float = num(0.2, min=0.0, max=10.0)
+    """Retries in flight may be at most this fraction of requests in flight."""
+    retry_backoff: float = dur(0.025)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    ejection: EjectionConfig = field(default_factory=EjectionConfig)
+    slow_start: float = dur(30.0)
+    drain_timeout: float = dur(30.0)
+    ewma_decay: float = dur(10.0, min=0.001)
+    hash_replicas: int = num(64, min=1)
+    weights: dict[str, float] = field(default_factory=dict)
+    """weighted_round_robin: weight per VM name (containers inherit); default 1."""
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    count: int = num(4, min=1)
+    cores: int = num(16, min=1)
+    memory_gb: float = num(64.0, min=0.1)
+    reboot: float = dur(180.0)
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    vcpus: int = num(4, min=1)
+    memory_gb: float = num(16.0, min=0.1)
+    boot: float = dur(45.0)
+    initial: int = num(2, min=0)
+    min: int = num(1, min=0)
+    max: int = num(16, min=1)
+    idle_shutdown: float = dur(300.0)
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    cpu: float = num(1.0, min=0.01)
+    """CPU limit in cores (also the HPA's utilisation denominator)."""
+    memory_mb: float = num(512.0, min=1.0)
+    base_memory_mb: float = num(200.0, min=0.0)
+    memory_per_request_mb: float = num(4.0, min=0.0)
+    workers: int = num(8, min=1)
+    queue: int = num(64, min=0)
+    start: float = dur(3.0)
+    backoff_initial: float = dur(10.0)
+    backoff_max: float = dur(300.0)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Mean CPU demand per endpoint (exponentially distributed)."""
+
+    static: float = dur(0.002)
+    read: float = dur(0.008)
+    write: float = dur(0.012)
+
+
+@dataclass(frozen=True)
+class AutoscalerConfig:
+    enabled: bool = True
+    initial: int = num(4, min=0)
+    min: int = num(2, min=0)
+    max: int = num(40, min=1)
+    target: float = num(0.6, min=0.01, max=1.0)
+    tolerance: float = num(0.1, min=0.0, max=1.0)
+    period: float = dur(15.0, min=0.1)
+    stabilization: float = dur(300.0)
+    max_up_percent: float = num(1.0, min=0.0)
+    max_up_pods: int = num(4, min=0)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    hosts: HostConfig = field(default_factory=HostConfig)
+    vm: VmConfig = field(default_factory=VmConfig)
+    container: ContainerConfig = field(default_factory=ContainerConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Until the database tier lands, a request's database step is a plain delay."""
+
+    enabled: bool = True
+    read: float = dur(0.003)
+    write: float = dur(0.008)
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    target: float = num(0.999, min=0.0, max=1.0)
+    """Fraction of requests that must be good (succeeded within ``latency``)."""
+    latency: float = dur(1.0, min=0.0)
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A fault a scenario schedules: inject ``kind`` on ``target`` at ``at`` for ``duration``."""
+
+    kind: str = ""
+    at: float = dur(0.0)
+    target: str = ""
+    duration: float = dur(0.0)
+    """0 = until cleared."""
+    params: dict[str, float | str | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    run: RunConfig = field(default_factory=RunConfig)
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    cdn: CdnConfig = field(default_factory=CdnConfig)
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
+    app: AppConfig = field(default_factory=AppConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
+    faults: list[FaultSpec] = field(default_factory=list)
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used. Each problem is one line ``key.path: what is wrong``;
+    ``lines()`` prefixes them with the source (a file path or a built-in's name)."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.source}: " if self.source else ""
+        return [prefix + p for p in self.problems]
