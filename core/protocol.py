@@ -70,7 +70,12 @@ class Command:
     at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target, "params": dict(self.params), "at": self.at}
+        return {
+            "kind": self.kind,
+            "target": self.target,
+            "params": dict(self.params),
+            "at": self.at,
+        }
 
     @classmethod
     def from_dict(cls, data: Json) -> Command:

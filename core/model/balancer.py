@@ -1,0 +1,485 @@
+"""The load-balancer pair: backend choice, health checks, outlier ejection, retries, timeouts.
+
+Two balancer nodes share one view of the backends (as a synced pair would); only the active one
+forwards. When it fails the standby takes the VIP over after ``vip_takeover`` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from core.config import ALGORITHMS, BalancerConfig
+from core.kernel import Handle, Kernel
+from core.metrics import Series
+
+from .traffic import Request
+
+if TYPE_CHECKING:
+    from .compute import Container
+    from .network import Link
+
+Emit = Callable[[str, str, str, str, str], None]
+"""emit(severity, component, kind, message, why)"""
+
+
+class Attempt:
+    """One try of a request on one backend."""
+
+    __slots__ = ("backend", "cpu", "done", "handle", "req", "retry", "start")
+
+    def __init__(self, req: Request, backend: Backend, start: float, retry: bool) -> None:
+        self.req = req
+        self.backend = backend
+        self.start = start
+        self.retry = retry
+        self.done = False
+        """Answered to the balancer (or given up on by it); a late answer is wasted work."""
+        self.cpu = False
+        """In its CPU phase on the container (for contention bookkeeping)."""
+        self.handle: Handle | None = None
+
+
+class Backend:
+    """The balancer's view of one container."""
+
+    __slots__ = (
+        "active",
+        "added_at",
+        "consecutive_5xx",
+        "container",
+        "ejected_until",
+        "ejections",
+        "ewma",
+        "ewma_time",
+        "hc_fail",
+        "hc_ok",
+        "healthy",
+        "id",
+        "picks",
+        "series",
+        "weight",
+    )
+
+    def __init__(self, container: Container, now: float, weight: float) -> None:
+        self.container = container
+        self.id = container.id
+        self.added_at = now
+        self.weight = weight
+        self.healthy = True
+        self.hc_ok = 0
+        self.hc_fail = 0
+        self.ejected_until = 0.0
+        self.ejections = 0
+        self.consecutive_5xx = 0
+        self.active = 0
+        self.ewma = 0.0
+        self.ewma_time = now
+        self.picks = 0
+        self.series = Series()
+        """Requests sent to it per second (the balancer's share over recent seconds)."""
+
+
+class BalancerNode:
+    __slots__ = ("id", "up")
+
+    def __init__(self, node_id: str) -> None:
+        self.id = node_id
+        self.up = True
+
+
+class Balancer:
+    """The active/standby pair and everything it decides."""
+
+    def __init__(
+        self,
+        cfg: BalancerConfig,
+        kernel: Kernel,
+        link: Link,
+        connect_timeout: float,
+        emit: Emit,
+        reply: Callable[[Request, bool, str], None],
+    ) -> None:
+        self.cfg = cfg
+        self.kernel = kernel
+        self.link = link
+        self.connect_timeout = connect_timeout
+        self.emit = emit
+        self.reply = reply
+        self.rng = kernel.rng("balancer")
+        self.nodes = [BalancerNode("lb-1"), BalancerNode("lb-2")]
+        self.active_node = 0
+        self.takeover_until = 0.0
+        self.algorithm = cfg.algorithm
+        self.timeout = cfg.timeout
+        self.retries = cfg.retries
+        self.retry_budget = cfg.retry_budget
+        self.backends: dict[str, Backend] = {}
+        self._order: list[Backend] = []
+        self._eligible: list[Backend] | None = None
+        self._rr = 0
+        self._wrr: dict[str, float] = {}
+        self._ring: list[tuple[int, Backend]] = []
+        self._ring_keys: list[int] = []
+        self.inflight = 0
+        self.retries_inflight = 0
+        self._deadlines: deque[tuple[float, Attempt]] = deque()
+        self._timer: Handle | None = None
+        # counters
+        self.forwarded = 0
+        self.retried = 0
+        self.timeouts = 0
+        self.ejection_count = 0
+        self.health_changes = 0
+        self.budget_denied = 0
+        kernel.call_later(cfg.health.interval, self._health_check)
+
+    # -- membership -------------------------------------------------------------------------
+
+    def add(self, container: Container) -> None:
+        weight = self.cfg.weights.get(container.vm.id, 1.0) if container.vm else 1.0
+        b = Backend(container, self.kernel.now, weight)
+        self.backends[b.id] = b
+        self._order.append(b)
+        self._rebuild_ring()
+        self.invalidate()
+
+    def remove(self, container_id: str) -> None:
+        b = self.backends.pop(container_id, None)
+        if b is not None:
+            self._order.remove(b)
+            self._wrr.pop(container_id, None)
+            self._rebuild_ring()
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        """Something that decides eligibility changed (state, health, ejection)."""
+        self._eligible = None
+
+    def eligible(self) -> list[Backend]:
+        if self._eligible is None:
+            now = self.kernel.now
+            self._eligible = [
+                b
+                for b in self._order
+                if b.healthy and b.ejected_until <= now and b.container.serving()
+            ]
+        return self._eligible
+
+    def _rebuild_ring(self) -> None:
+        ring: list[tuple[int, Backend]] = []
+        for b in self._order:
+            for i in range(self.cfg.hash_replicas):
+                ring.append((_hash(f"{b.id}#{i}"), b))
+        ring.sort(key=lambda e: e[0])
+        self._ring = ring
+        self._ring_keys = [h for h, _ in ring]
+
+    # -- the pair ---------------------------------------------------------------------------
+
+    def available(self) -> bool:
+        return self.nodes[self.active_node].up and self.kernel.now >= self.takeover_until
+
+    def fail_node(self, node_id: str) -> None:
+        idx = 0 if node_id == "lb-1" else 1
+        node = self.nodes[idx]
+        if not node.up:
+            return
+        node.up = False
+        if idx != self.active_node:
+            self.emit("warning", node.id, "lb_down", f"{node.id} (standby) failed",
+                      "the pair has no redundancy until it returns")
+            return
+        other = 1 - idx
+        if self.nodes[other].up:
+            self.active_node = other
+            self.takeover_until = self.kernel.now + self.cfg.vip_takeover
+            self.emit("error", node.id, "lb_down", f"{node.id} (active) failed",
+                      f"{self.nodes[other].id} takes the VIP over in {self.cfg.vip_takeover:g} s")
+            self.kernel.call_later(self.cfg.vip_takeover, self._takeover_done, other)
+        else:
+            self.emit("error", node.id, "lb_down", f"{node.id} failed with its peer down",
+                      "no balancer holds the VIP: every request fails")
+
+    def _takeover_done(self, idx: int) -> None:
+        if self.active_node == idx and self.nodes[idx].up:
+            self.emit("info", self.nodes[idx].id, "vip_takeover",
+                      f"{self.nodes[idx].id} holds the VIP", "the standby finished its takeover")
+
+    def restore_node(self, node_id: str) -> None:
+        idx = 0 if node_id == "lb-1" else 1
+        node = self.nodes[idx]
+        if node.up:
+            return
+        node.up = True
+        if not self.nodes[self.active_node].up:
+            self.active_node = idx
+            self.takeover_until = self.kernel.now + self.cfg.vip_takeover
+            self.emit("info", node.id, "lb_up", f"{node.id} is back and takes the VIP",
+                      "no other balancer was up")
+        else:
+            self.emit("info", node.id, "lb_up", f"{node.id} is back as standby",
+                      "the pair is redundant again")
+
+    # -- forwarding -------------------------------------------------------------------------
+
+    def receive(self, req: Request) -> None:
+        """A request reaches the VIP."""
+        if not self.available():
+            self.reply(req, False, "lb_down")
+            return
+        self._dispatch(req, False)
+
+    def _dispatch(self, req: Request, retry: bool) -> None:
+        backend = self.pick(req)
+        if backend is None:
+            self.reply(req, False, "no_backend")
+            return
+        now = self.kernel.now
+        req.attempts += 1
+        req.tried.append(backend.id)
+        att = Attempt(req, backend, now, retry)
+        backend.active += 1
+        backend.picks += 1
+        backend.series.add(now)
+        self.inflight += 1
+        self.forwarded += 1
+        if retry:
+            self.retries_inflight += 1
+        if self.timeout > 0.0:
+            self._deadlines.append((now + self.timeout, att))
+            if self._timer is None:
+                self._timer = self.kernel.call_at(now + self.timeout, self._expire)
+        container = backend.container
+        if self.link.partitioned or container.partitioned:
+            att.handle = self.kernel.call_later(self.connect_timeout, self._unreachable, att)
+        else:
+            att.handle = self.kernel.call_later(self.link.delay(now), container.receive, att)
+
+    def _unreachable(self, att: Attempt) -> None:
+        self.respond(att, False, "partition")
+
+    def _expire(self, _: object) -> None:
+        now = self.kernel.now
+        dq = self._deadlines
+        # Answered attempts leave from the head whatever their deadline, so the timer fires
+        # about once per timeout period rather than once per attempt.
+        while dq and (dq[0][1].done or dq[0][0] <= now):
+            _, att = dq.popleft()
+            if not att.done:
+                self.timeouts += 1
+                self.respond(att, False, "timeout")
+        self._timer = self.kernel.call_at(dq[0][0], self._expire) if dq else None
+
+    def respond(self, att: Attempt, ok: bool, cause: str) -> None:
+        """A backend's answer (or the balancer giving up on it)."""
+        if att.done:
+            return
+        att.done = True
+        b = att.backend
+        b.active -= 1
+        self.inflight -= 1
+        if att.retry:
+            self.retries_inflight -= 1
+        now = self.kernel.now
+        self._observe(b, now - att.start, now)
+        req = att.req
+        if ok:
+            b.consecutive_5xx = 0
+            self.reply(req, True, "")
+            return
+        b.consecutive_5xx += 1
+        if self.cfg.ejection.enabled and b.consecutive_5xx >= self.cfg.ejection.consecutive_5xx:
+            self._eject(b, cause)
+        if req.attempts <= self.retries and self._budget_allows():
+            self.retried += 1
+            backoff = self.cfg.retry_backoff * (2 ** (req.attempts - 1))
+            self.kernel.call_later(self.rng.random() * backoff, self._retry, req)
+        else:
+            self.reply(req, False, cause)
+
+    def _retry(self, req: Request) -> None:
+        if not self.available():
+            self.reply(req, False, "lb_down")
+            return
+        self._dispatch(req, True)
+
+    def _budget_allows(self) -> bool:
+        allowed = max(3.0, self.retry_budget * self.inflight)
+        if self.retries_inflight < allowed:
+            return True
+        self.budget_denied += 1
+        return False
+
+    def _observe(self, b: Backend, latency: float, now: float) -> None:
+        """Peak-EWMA: jump up to a slower sample at once, decay towards faster ones."""
+        if latency >= b.ewma:
+            b.ewma = latency
+        else:
+            w = math.exp(-(now - b.ewma_time) / self.cfg.ewma_decay)
+            b.ewma = b.ewma * w + latency * (1.0 - w)
+        b.ewma_time = now
+
+    # -- ejection ---------------------------------------------------------------------------
+
+    def _eject(self, b: Backend, cause: str) -> None:
+        now = self.kernel.now
+        if b.ejected_until > now:
+            return
+        ejected = sum(1 for x in self._order if x.ejected_until > now)
+        limit = max(1, int(len(self._order) * self.cfg.ejection.max_percent))
+        if ejected >= limit:
+            return
+        b.ejections += 1
+        self.ejection_count += 1
+        period = self.cfg.ejection.base_time * b.ejections
+        b.ejected_until = now + period
+        b.consecutive_5xx = 0
+        self.invalidate()
+        self.emit("warning", b.id, "ejected", f"{b.id} ejected for {period:g} s",
+                  f"{self.cfg.ejection.consecutive_5xx} consecutive failures (last: {cause})")
+        self.kernel.call_later(period, self._uneject, b)
+
+    def _uneject(self, b: Backend) -> None:
+        if self.backends.get(b.id) is b and b.ejected_until <= self.kernel.now:
+            self.invalidate()
+            self.emit("info", b.id, "unejected", f"{b.id} back in rotation",
+                      "its ejection period ended")
+
+    # -- health checks ----------------------------------------------------------------------
+
+    def _health_check(self, _: object) -> None:
+        hc = self.cfg.health
+        changed = False
+        for b in self._order:
+            c = b.container
+            ok = c.probe_ok() and not self.link.partitioned
+            if ok:
+                b.hc_fail = 0
+                b.hc_ok += 1
+                if not b.healthy and b.hc_ok >= hc.rise:
+                    b.healthy = True
+                    changed = True
+                    self.health_changes += 1
+                    self.emit("info", b.id, "health_up", f"{b.id} marked healthy",
+                              f"{hc.rise} consecutive health checks passed")
+            else:
+                b.hc_ok = 0
+                b.hc_fail += 1
+                if b.healthy and b.hc_fail >= hc.fall:
+                    b.healthy = False
+                    changed = True
+                    self.health_changes += 1
+                    self.emit("warning", b.id, "health_down", f"{b.id} marked down",
+                              f"{hc.fall} consecutive health checks failed ({c.probe_why()})")
+        if changed:
+            self.invalidate()
+        self.kernel.call_later(hc.interval, self._health_check)
+
+    # -- algorithms -------------------------------------------------------------------------
+
+    def set_algorithm(self, name: str) -> None:
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {name!r}; expected one of {', '.join(ALGORITHMS)}")
+        self.algorithm = name
+        self._wrr.clear()
+
+    def _slow(self, b: Backend, now: float) -> float:
+        """Slow-start factor in (0, 1]: a new backend's share ramps up linearly."""
+        ss = self.cfg.slow_start
+        if ss <= 0.0:
+            return 1.0
+        age = now - b.added_at
+        return 1.0 if age >= ss else max(0.1, age / ss)
+
+    def pick(self, req: Request) -> Backend | None:
+        cands = self.eligible()
+        if req.tried:
+            cands = [b for b in cands if b.id not in req.tried] or cands
+        if not cands:
+            return None
+        if len(cands) == 1:
+            return cands[0]
+        now = self.kernel.now
+        algo = self.algorithm
+        rng = self.rng
+        if algo == "round_robin":
+            n = len(cands)
+            for _ in range(n):
+                self._rr += 1
+                b = cands[self._rr % n]
+                if self._slow(b, now) >= 1.0 or rng.random() < self._slow(b, now):
+                    return b
+            return b
+        if algo == "random":
+            return cands[int(rng.random() * len(cands))]
+        if algo == "least_connections":
+            best = cands[0]
+            best_cost = best.active / self._slow(best, now)
+            for b in cands[1:]:
+                cost = b.active / self._slow(b, now)
+                if cost < best_cost:
+                    best, best_cost = b, cost
+            return best
+        if algo == "weighted_round_robin":
+            return self._smooth_wrr(cands, now)
+        if algo == "consistent_hash":
+            return self._hash_pick(req, cands)
+        # power_of_two and peak_ewma: two random choices, keep the cheaper
+        i = int(rng.random() * len(cands))
+        j = int(rng.random() * (len(cands) - 1))
+        if j >= i:
+            j += 1
+        a, b = cands[i], cands[j]
+        if algo == "power_of_two":
+            ca, cb = a.active / self._slow(a, now), b.active / self._slow(b, now)
+        else:
+            ca = self._ewma_now(a, now) * (a.active + 1) / self._slow(a, now)
+            cb = self._ewma_now(b, now) * (b.active + 1) / self._slow(b, now)
+        return a if ca <= cb else b
+
+    def _ewma_now(self, b: Backend, now: float) -> float:
+        return b.ewma * math.exp(-(now - b.ewma_time) / self.cfg.ewma_decay)
+
+    def _smooth_wrr(self, cands: list[Backend], now: float) -> Backend:
+        """nginx's smooth weighted round robin."""
+        total = 0.0
+        best: Backend | None = None
+        best_cur = -math.inf
+        wrr = self._wrr
+        for b in cands:
+            w = b.weight * self._slow(b, now)
+            total += w
+            cur = wrr.get(b.id, 0.0) + w
+            wrr[b.id] = cur
+            if cur > best_cur:
+                best, best_cur = b, cur
+        assert best is not None
+        wrr[best.id] = best_cur - total
+        return best
+
+    def _hash_pick(self, req: Request, cands: list[Backend]) -> Backend:
+        keys = self._ring_keys
+        if not keys:
+            return cands[0]
+        allowed = {b.id for b in cands} if len(cands) != len(self._order) else None
+        i = bisect_left(keys, _hash(f"client-{req.client}"))
+        n = len(keys)
+        for step in range(n):
+            b = self._ring[(i + step) % n][1]
+            if allowed is None or b.id in allowed:
+                return b
+        return cands[0]
+
+    # -- views ------------------------------------------------------------------------------
+
+    def active_id(self) -> str:
+        return self.nodes[self.active_node].id
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

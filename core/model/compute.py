@@ -1,0 +1,601 @@
+"""The application tier: hosts run VMs, VMs run containers, containers serve requests.
+
+A container has worker slots and a bounded queue (503 when full). A request holds its worker
+through its CPU phase and its database step, so a slow database exhausts workers upstream.
+CPU time is the endpoint's demand (exponential) stretched by contention: more requests in their
+CPU phase than the container's cores, more load than the VM's vCPUs, or steal on the host.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from core.config import AppConfig
+from core.kernel import Handle, Kernel
+from core.metrics import Series
+
+from .traffic import STATIC, WRITE
+
+if TYPE_CHECKING:
+    from .balancer import Attempt, Balancer
+    from .database import Database
+
+Emit = Callable[[str, str, str, str, str], None]
+
+PENDING = "pending"
+STARTING = "starting"
+RUNNING = "running"
+DRAINING = "draining"
+BACKOFF = "backoff"
+TERMINATED = "terminated"
+
+CRASH_RESET_AFTER = 600.0
+"""A container that ran this long without crashing starts its back-off from scratch."""
+
+
+class Host:
+    def __init__(self, host_id: str, cores: int, memory_gb: float) -> None:
+        self.id = host_id
+        self.cores = cores
+        self.memory_gb = memory_gb
+        self.up = True
+        self.steal = 0.0
+        """Fraction of CPU taken by a noisy neighbour (0 = none)."""
+        self.slowdown = 1.0
+        self.vms: list[Vm] = []
+
+    def set_steal(self, steal: float) -> None:
+        self.steal = min(max(steal, 0.0), 0.95)
+        self.slowdown = 1.0 / (1.0 - self.steal)
+
+
+class Vm:
+    def __init__(self, vm_id: str, host: Host, vcpus: int, memory_gb: float) -> None:
+        self.id = vm_id
+        self.host = host
+        self.vcpus = vcpus
+        self.memory_gb = memory_gb
+        self.state = "booting"
+        self.containers: list[Container] = []
+        self.load = 0.0
+        """Cores busy across its containers (each capped at its own limit)."""
+        self.idle_since = 0.0
+        self.ready_at = 0.0
+
+
+class Container:
+    """One application container: worker slots, a bounded queue, a memory limit."""
+
+    def __init__(self, cid: str, cluster: Cluster) -> None:
+        cfg = cluster.cfg.container
+        svc = cluster.cfg.service
+        self.id = cid
+        self.cluster = cluster
+        self.kernel = cluster.kernel
+        self.rng = cluster.kernel.rng(f"container:{cid}")
+        self.rates = [1.0 / m if m > 0 else 0.0 for m in (svc.static, svc.read, svc.write)]
+        self.cpu = cfg.cpu
+        self.workers = cfg.workers
+        self.qcap = cfg.queue
+        self.mem_limit = cfg.memory_mb
+        self.mem_base = cfg.base_memory_mb
+        self.mem_per_req = cfg.memory_per_request_mb
+        self.vm: Vm | None = None
+        self.state = PENDING
+        self.partitioned = False
+        self.hog = 0.0
+        self.leak_rate = 0.0
+        self.leaked = 0.0
+        self.crash_loop = False
+        self.crash_after = 2.0
+        self.busy = 0
+        self.cpu_busy = 0
+        self.queue: deque[Attempt] = deque()
+        self.jobs: set[Attempt] = set()
+        self.restarts = 0
+        self.backoff = 0.0
+        self.running_since = 0.0
+        self.created = cluster.kernel.now
+        self.cpu_seconds = 0.0
+        self.cpu_mark = 0.0
+        self.mark_time = cluster.kernel.now
+        self.completed = 0
+        self.failed = 0
+        self.done_series = Series()
+        self.error_series = Series()
+        self.busy_series = Series()
+        self._timer: Handle | None = None
+        self._leak_timer: Handle | None = None
+
+    # -- state ------------------------------------------------------------------------------
+
+    def serving(self) -> bool:
+        """Whether the balancer may send it new requests (as far as the balancer knows)."""
+        return self.state != DRAINING and self.state != TERMINATED and self.state != PENDING
+
+    def probe_ok(self) -> bool:
+        return (
+            (self.state == RUNNING or self.state == DRAINING)
+            and not self.partitioned
+            and len(self.queue) < self.qcap
+        )
+
+    def probe_why(self) -> str:
+        if self.state not in (RUNNING, DRAINING):
+            return f"container is {self.state}"
+        if self.partitioned:
+            return "container unreachable"
+        return "queue full"
+
+    def memory(self) -> float:
+        return self.mem_base + self.mem_per_req * (self.busy + len(self.queue)) + self.leaked
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def receive(self, att: Attempt) -> None:
+        """An attempt arrives from the balancer."""
+        att.handle = None
+        state = self.state
+        if state != RUNNING and state != DRAINING:
+            self.cluster.respond(att, False, "conn_refused")
+            return
+        if self.busy < self.workers:
+            self._start(att)
+        elif len(self.queue) < self.qcap:
+            self.queue.append(att)
+            if self.memory() > self.mem_limit:
+                self.crash("oom", "memory above its limit")
+        else:
+            self.failed += 1
+            self.error_series.add(self.kernel.now)
+            self.cluster.respond(att, False, "queue_full")
+
+    def _start(self, att: Attempt) -> None:
+        self.busy += 1
+        self.jobs.add(att)
+        rate = self.rates[att.req.endpoint]
+        demand = self.rng.expovariate(rate) if rate else 0.0
+        self.cpu_seconds += demand
+        att.cpu = True
+        n = self.cpu_busy + 1
+        self.cpu_busy = n
+        cpu = self.cpu
+        load = n + self.hog
+        factor = load / cpu if load > cpu else 1.0
+        vm = self.vm
+        assert vm is not None
+        before = n - 1 + self.hog
+        delta = (load if load < cpu else cpu) - (before if before < cpu else cpu)
+        if delta:
+            vm.load += delta
+        if vm.load > vm.vcpus:
+            factor *= vm.load / vm.vcpus
+        factor *= vm.host.slowdown
+        att.handle = self.kernel.call_later(demand * factor, self._cpu_done, att)
+
+    def _release_cpu(self, att: Attempt) -> None:
+        att.cpu = False
+        n = self.cpu_busy
+        self.cpu_busy = n - 1
+        cpu = self.cpu
+        after = n - 1 + self.hog
+        before = n + self.hog
+        delta = (before if before < cpu else cpu) - (after if after < cpu else cpu)
+        if delta and self.vm is not None:
+            self.vm.load -= delta
+
+    def _cpu_done(self, att: Attempt) -> None:
+        self._release_cpu(att)
+        db = self.cluster.db
+        endpoint = att.req.endpoint
+        if endpoint == STATIC or db is None:
+            self._finish(att, True, "")
+        else:
+            att.handle = db.submit(att, endpoint == WRITE, self._db_done)
+
+    def _db_done(self, att: Attempt, ok: bool, cause: str) -> None:
+        self._finish(att, ok, cause)
+
+    def _finish(self, att: Attempt, ok: bool, cause: str) -> None:
+        att.handle = None
+        self.jobs.discard(att)
+        self.busy -= 1
+        now = self.kernel.now
+        if ok:
+            self.completed += 1
+            self.done_series.add(now)
+        else:
+            self.failed += 1
+            self.error_series.add(now)
+        self.cluster.respond(att, ok, cause)
+        if self.queue:
+            self._start(self.queue.popleft())
+        elif self.state == DRAINING and not self.busy:
+            self.cluster.terminate(self, "drained")
+
+    def _abort_all(self, cause: str) -> None:
+        """Fail every attempt it holds (the process is gone)."""
+        kernel = self.kernel
+        self.failed += len(self.jobs) + len(self.queue)
+        for att in list(self.jobs):
+            kernel.cancel(att.handle)
+            att.handle = None
+            if att.cpu:
+                self._release_cpu(att)
+            self.cluster.respond(att, False, cause)
+        self.jobs.clear()
+        while self.queue:
+            self.cluster.respond(self.queue.popleft(), False, cause)
+        self.busy = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin starting on its VM (after placement or a back-off)."""
+        self.state = STARTING
+        self.leaked = 0.0
+        self.kernel.cancel(self._timer)
+        self._timer = self.kernel.call_later(self.cluster.cfg.container.start, self._ready)
+
+    def _ready(self, _: object) -> None:
+        self._timer = None
+        self.state = RUNNING
+        now = self.kernel.now
+        self.running_since = now
+        self.mark_time = now
+        self.cpu_mark = self.cpu_seconds
+        self.cluster.changed(self)
+        self.cluster.emit("info", self.id, "container_up", f"{self.id} running",
+                          "its process started and passes readiness")
+        if self.crash_loop:
+            self._timer = self.kernel.call_later(self.crash_after, self._crash_loop)
+
+    def _crash_loop(self, _: object) -> None:
+        self._timer = None
+        if self.crash_loop and self.state == RUNNING:
+            self.crash("crash", "its process exits soon after start (crash loop)")
+
+    def crash(self, cause: str, why: str) -> None:
+        """The process dies; the restart policy brings it back after a growing back-off."""
+        if self.state in (TERMINATED, PENDING, BACKOFF):
+            return
+        now = self.kernel.now
+        was = self.state
+        self._abort_all("oom" if cause == "oom" else "conn_reset")
+        if was == RUNNING and now - self.running_since >= CRASH_RESET_AFTER:
+            self.restarts = 0
+        self.restarts += 1
+        cfg = self.cluster.cfg.container
+        self.backoff = min(cfg.backoff_initial * 2 ** (self.restarts - 1), cfg.backoff_max)
+        self.state = BACKOFF
+        self.leaked = 0.0
+        self.kernel.cancel(self._timer)
+        self._timer = self.kernel.call_later(self.backoff, self._restart)
+        self.cluster.changed(self)
+        kind = "oom_kill" if cause == "oom" else "container_crash"
+        self.cluster.emit("error", self.id, kind,
+                          f"{self.id} {'OOM-killed' if cause == 'oom' else 'crashed'}; "
+                          f"restart in {self.backoff:g} s", why)
+
+    def _restart(self, _: object) -> None:
+        self._timer = None
+        if self.state == BACKOFF:
+            self.start()
+            self.cluster.changed(self)
+
+    def drain(self) -> None:
+        if self.state in (TERMINATED, DRAINING):
+            return
+        if self.state != RUNNING or not self.busy:
+            self.cluster.terminate(self, "scaled in")
+            return
+        self.state = DRAINING
+        self.cluster.changed(self)
+        self.kernel.cancel(self._timer)
+        self._timer = self.kernel.call_later(
+            self.cluster.balancer_drain_timeout(), self._drain_timeout
+        )
+
+    def _drain_timeout(self, _: object) -> None:
+        self._timer = None
+        if self.state == DRAINING:
+            self.cluster.terminate(self, "drain timeout")
+
+    def stop(self, cause: str) -> None:
+        """Gone for good: fail what it holds and cancel its timers."""
+        if self.jobs or self.queue:
+            self._abort_all(cause)
+        if self.cpu_busy and self.vm is not None:
+            self.vm.load -= min(self.cpu_busy + self.hog, self.cpu)
+        self.cpu_busy = 0
+        self.kernel.cancel(self._timer)
+        self.kernel.cancel(self._leak_timer)
+        self._timer = self._leak_timer = None
+        self.state = TERMINATED
+
+    def set_leak(self, mb_per_s: float) -> None:
+        self.leak_rate = mb_per_s
+        self.kernel.cancel(self._leak_timer)
+        self._leak_timer = self.kernel.call_later(1.0, self._leak) if mb_per_s > 0 else None
+
+    def _leak(self, _: object) -> None:
+        if self.state == RUNNING or self.state == DRAINING:
+            self.leaked += self.leak_rate
+            if self.memory() > self.mem_limit:
+                self.crash("oom", f"memory grew {self.leak_rate:g} MB/s past its "
+                                  f"{self.mem_limit:g} MB limit (leak)")
+        self._leak_timer = self.kernel.call_later(1.0, self._leak)
+
+    def set_hog(self, cores: float) -> None:
+        """Add (or remove) a CPU hog of ``cores`` inside the container."""
+        vm = self.vm
+        cpu = self.cpu
+        before = min(self.cpu_busy + self.hog, cpu)
+        self.hog = max(cores, 0.0)
+        after = min(self.cpu_busy + self.hog, cpu)
+        if vm is not None and self.state not in (TERMINATED, PENDING):
+            vm.load += after - before
+
+    def utilisation(self, now: float) -> float:
+        """CPU use over the span since the last mark, as a fraction of its limit."""
+        span = now - max(self.mark_time, self.running_since)
+        if span <= 0:
+            return 0.0
+        used = self.cpu_seconds - self.cpu_mark + self.hog * span
+        return min(used / (self.cpu * span), 1.0)
+
+    def mark(self, now: float) -> None:
+        self.cpu_mark = self.cpu_seconds
+        self.mark_time = now
+
+
+class Cluster:
+    """Hosts, the VM group and the container deployment, with placement and reconciliation."""
+
+    def __init__(self, cfg: AppConfig, kernel: Kernel, emit: Emit, db: Database | None) -> None:
+        self.cfg = cfg
+        self.kernel = kernel
+        self.emit = emit
+        self.db = db
+        self.balancer: Balancer | None = None
+        self.hosts = [
+            Host(f"host-{i + 1}", cfg.hosts.cores, cfg.hosts.memory_gb)
+            for i in range(cfg.hosts.count)
+        ]
+        self.vms: dict[str, Vm] = {}
+        self.containers: dict[str, Container] = {}
+        self.replicas = cfg.autoscaler.initial
+        self._vm_seq = 0
+        self._c_seq = 0
+        self.vm_boots = 0
+        self.vm_shutdowns = 0
+        self.terminations = 0
+
+    def start(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        for _ in range(self.cfg.vm.initial):
+            vm = self._new_vm()
+            if vm is not None:
+                self._vm_ready(vm, quiet=True)
+        self.reconcile()
+        for c in list(self.containers.values()):
+            if c.state == STARTING:  # the initial fleet is already up at t=0
+                self.kernel.cancel(c._timer)
+                c._ready(None)
+                b = balancer.backends.get(c.id)
+                if b is not None:
+                    b.healthy = True
+                    b.added_at = -self.cfg.container.start - balancer.cfg.slow_start
+        balancer.invalidate()
+        self.kernel.call_later(self.cfg.autoscaler.period, self._housekeeping)
+
+    # -- callbacks from containers ----------------------------------------------------------
+
+    def respond(self, att: Attempt, ok: bool, cause: str) -> None:
+        assert self.balancer is not None
+        self.balancer.respond(att, ok, cause)
+
+    def changed(self, c: Container) -> None:
+        if self.balancer is not None:
+            self.balancer.invalidate()
+
+    def balancer_drain_timeout(self) -> float:
+        return self.balancer.cfg.drain_timeout if self.balancer is not None else 0.0
+
+    # -- capacity ---------------------------------------------------------------------------
+
+    def vm_capacity(self) -> int:
+        """Containers one VM holds, by CPU limit and memory."""
+        c = self.cfg.container
+        by_cpu = math.floor(self.cfg.vm.vcpus / c.cpu + 1e-9)
+        by_mem = math.floor(self.cfg.vm.memory_gb * 1024 / c.memory_mb + 1e-9)
+        return max(min(by_cpu, by_mem), 0)
+
+    def live(self) -> list[Container]:
+        return [c for c in self.containers.values() if c.state != TERMINATED]
+
+    def _host_for_vm(self) -> Host | None:
+        best: Host | None = None
+        for h in self.hosts:
+            if not h.up:
+                continue
+            vm = self.cfg.vm
+            used = sum(v.vcpus for v in h.vms) + vm.vcpus
+            mem = sum(v.memory_gb for v in h.vms) + vm.memory_gb
+            fits = used <= h.cores and mem <= h.memory_gb
+            if fits and (best is None or len(h.vms) < len(best.vms)):
+                best = h
+        return best
+
+    def _new_vm(self) -> Vm | None:
+        host = self._host_for_vm()
+        if host is None:
+            return None
+        self._vm_seq += 1
+        vm = Vm(f"vm-{self._vm_seq}", host, self.cfg.vm.vcpus, self.cfg.vm.memory_gb)
+        host.vms.append(vm)
+        self.vms[vm.id] = vm
+        return vm
+
+    def boot_vm(self, why: str) -> Vm | None:
+        vm = self._new_vm()
+        if vm is None:
+            self.emit("warning", "vm-group", "no_capacity", "no host has room for another VM",
+                      why)
+            return None
+        self.vm_boots += 1
+        self.emit("info", vm.id, "vm_boot", f"{vm.id} booting on {vm.host.id}",
+                  f"{why}; ready in {self.cfg.vm.boot:g} s")
+        self.kernel.call_later(self.cfg.vm.boot, self._vm_booted, vm)
+        return vm
+
+    def _vm_booted(self, vm: Vm) -> None:
+        if vm.state == "booting" and vm.host.up and self.vms.get(vm.id) is vm:
+            self._vm_ready(vm)
+
+    def _vm_ready(self, vm: Vm, quiet: bool = False) -> None:
+        vm.state = "ready"
+        vm.ready_at = vm.idle_since = self.kernel.now
+        if not quiet:
+            self.emit("info", vm.id, "vm_ready", f"{vm.id} ready",
+                      "boot finished; pending containers can be placed")
+        self.reconcile()
+
+    # -- deployment -------------------------------------------------------------------------
+
+    def set_replicas(self, n: int) -> None:
+        self.replicas = max(n, 0)
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Make the live containers match ``replicas``: place, create, or drain."""
+        live = self.live()
+        active = [c for c in live if c.state != DRAINING]
+        if len(active) > self.replicas:
+            order = {PENDING: 0, BACKOFF: 1, STARTING: 2, RUNNING: 3}
+            victims = sorted(active, key=lambda c: (order.get(c.state, 4), -c.created, c.id))
+            for c in victims[: len(active) - self.replicas]:
+                c.drain()
+        for _ in range(self.replicas - len(active)):
+            self._c_seq += 1
+            c = Container(f"app-{self._c_seq}", self)
+            self.containers[c.id] = c
+        self._place_pending()
+
+    def _place_pending(self) -> None:
+        pending = [c for c in self.containers.values() if c.state == PENDING]
+        if not pending:
+            return
+        cap = self.vm_capacity()
+        for c in pending:
+            vm = self._vm_with_room(cap)
+            if vm is None:
+                break
+            c.vm = vm
+            vm.containers.append(c)
+            c.start()
+            if self.balancer is not None:
+                b = self.balancer.backends.get(c.id)
+                if b is None:
+                    self.balancer.add(c)
+                    self.balancer.backends[c.id].healthy = False
+        still = sum(1 for c in self.containers.values() if c.state == PENDING)
+        coming = sum(
+            cap - len(v.containers)
+            for v in self.vms.values()
+            if v.state in ("booting", "down")
+        )
+        while still > coming and len(self.vms) < self.cfg.vm.max:
+            if self.boot_vm(f"{still} container(s) have no VM with room") is None:
+                break
+            coming += cap
+
+    def _vm_with_room(self, cap: int) -> Vm | None:
+        best: Vm | None = None
+        for vm in self.vms.values():
+            if vm.state != "ready" or not vm.host.up:
+                continue
+            n = len(vm.containers)
+            if n < cap and (best is None or n < len(best.containers)):
+                best = vm
+        return best
+
+    def terminate(self, c: Container, why: str) -> None:
+        if c.state == TERMINATED:
+            return
+        c.stop("conn_reset")
+        self.terminations += 1
+        if c.vm is not None and c in c.vm.containers:
+            c.vm.containers.remove(c)
+            if not c.vm.containers:
+                c.vm.idle_since = self.kernel.now
+        self.containers.pop(c.id, None)
+        if self.balancer is not None:
+            self.balancer.remove(c.id)
+        self.emit("info", c.id, "container_gone", f"{c.id} terminated", why)
+
+    # -- faults on the fleet ----------------------------------------------------------------
+
+    def kill_vm(self, vm: Vm, why: str, reboot: bool = True) -> None:
+        if vm.state == "down":
+            return
+        vm.state = "down"
+        for c in list(vm.containers):
+            self.terminate(c, f"its VM {vm.id} went down")
+        vm.load = 0.0
+        self.emit("error", vm.id, "vm_down", f"{vm.id} down", why)
+        if reboot and vm.host.up:
+            self.kernel.call_later(0.0, self._reboot_vm, vm)
+        self.reconcile()
+
+    def _reboot_vm(self, vm: Vm) -> None:
+        if vm.state == "down" and vm.host.up and self.vms.get(vm.id) is vm:
+            vm.state = "booting"
+            self.emit("info", vm.id, "vm_boot", f"{vm.id} rebooting",
+                      f"auto-healing; ready in {self.cfg.vm.boot:g} s")
+            self.kernel.call_later(self.cfg.vm.boot, self._vm_booted, vm)
+
+    def kill_host(self, host: Host, why: str) -> None:
+        if not host.up:
+            return
+        host.up = False
+        self.emit("error", host.id, "host_down", f"{host.id} down",
+                  f"{why}; back in {self.cfg.hosts.reboot:g} s")
+        for vm in host.vms:
+            self.kill_vm(vm, f"its host {host.id} went down", reboot=False)
+        self.kernel.call_later(self.cfg.hosts.reboot, self._host_back, host)
+
+    def _host_back(self, host: Host) -> None:
+        if host.up:
+            return
+        host.up = True
+        self.emit("info", host.id, "host_up", f"{host.id} back",
+                  "reboot finished; its VMs boot again")
+        for vm in host.vms:
+            if vm.state == "down":
+                self._reboot_vm(vm)
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def _housekeeping(self, _: object) -> None:
+        now = self.kernel.now
+        ready = [v for v in self.vms.values() if v.state != "down" or v.host.up]
+        for vm in sorted(self.vms.values(), key=lambda v: -int(v.id.split("-")[1])):
+            if len(ready) <= self.cfg.vm.min:
+                break
+            if (
+                vm.state == "ready"
+                and not vm.containers
+                and now - vm.idle_since >= self.cfg.vm.idle_shutdown
+            ):
+                self.vms.pop(vm.id)
+                vm.host.vms.remove(vm)
+                vm.state = "terminated"
+                ready.remove(vm)
+                self.vm_shutdowns += 1
+                self.emit("info", vm.id, "vm_shutdown", f"{vm.id} shut down",
+                          f"idle for {self.cfg.vm.idle_shutdown:g} s")
+        self.kernel.call_later(self.cfg.autoscaler.period, self._housekeeping)

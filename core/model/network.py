@@ -1,0 +1,130 @@
+"""The network tier's parts: links (latency, jitter, loss, partition, bandwidth) and CDN edges."""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+
+from core.config import CdnConfig, LinkConfig
+from core.metrics import Series
+
+from .traffic import Request
+
+
+class Link:
+    """A one-hop path. Its delay is folded into the next event's time, never an event itself."""
+
+    __slots__ = (
+        "bandwidth",
+        "busy_until",
+        "jitter",
+        "latency",
+        "loss",
+        "name",
+        "partitioned",
+        "rng",
+        "rto",
+        "sent",
+    )
+
+    def __init__(self, name: str, cfg: LinkConfig, rto: float, rng: random.Random) -> None:
+        self.name = name
+        self.latency = cfg.latency
+        self.jitter = cfg.jitter
+        self.loss = cfg.loss
+        self.bandwidth = cfg.bandwidth
+        self.rto = rto
+        self.rng = rng
+        self.partitioned = False
+        self.busy_until = 0.0
+        self.sent = 0
+
+    def delay(self, now: float) -> float:
+        """One-way delay of a message sent now: latency +- jitter, plus a retransmission
+        timeout per lost packet (doubling), plus queueing behind a bandwidth cap."""
+        self.sent += 1
+        d = self.latency
+        if self.jitter:
+            d += (self.rng.random() * 2.0 - 1.0) * self.jitter
+            if d < 0.0:
+                d = 0.0
+        if self.loss:
+            rto = self.rto
+            while self.rng.random() < self.loss and rto < 64.0:
+                d += rto
+                rto *= 2.0
+        if self.bandwidth:
+            start = self.busy_until if self.busy_until > now else now
+            self.busy_until = start + 1.0 / self.bandwidth
+            d += self.busy_until - now
+        return d
+
+
+class CacheEntry:
+    __slots__ = ("expires",)
+
+    def __init__(self, expires: float) -> None:
+        self.expires = expires
+
+
+class Edge:
+    """A CDN edge: an LRU cache with a TTL and request collapsing on concurrent misses.
+
+    The hit ratio is never configured; it emerges from key popularity, capacity and TTL.
+    """
+
+    def __init__(self, region: str, cfg: CdnConfig) -> None:
+        self.id = f"edge-{region}"
+        self.region = region
+        self.capacity = cfg.capacity
+        self.ttl = cfg.ttl
+        self.collapse = cfg.collapse
+        self.stale_if_error = cfg.stale_if_error
+        self.up = True
+        self.down_since = 0.0
+        self.cache: OrderedDict[int, CacheEntry] = OrderedDict()
+        self.inflight: dict[int, Request] = {}
+        self.hits = 0
+        self.misses = 0
+        self.collapsed = 0
+        self.fetches = 0
+        self.stale_served = 0
+        self.requests = Series()
+        self.hit_series = Series()
+        self.lookup_series = Series()
+
+    def lookup(self, key: int, now: float) -> bool:
+        """True on a fresh hit (and refresh its LRU position)."""
+        self.lookup_series.add(now)
+        entry = self.cache.get(key)
+        if entry is not None and entry.expires > now:
+            self.cache.move_to_end(key)
+            self.hits += 1
+            self.hit_series.add(now)
+            return True
+        self.misses += 1
+        return False
+
+    def has_stale(self, key: int) -> bool:
+        return self.stale_if_error and key in self.cache
+
+    def store(self, key: int, now: float) -> None:
+        if self.capacity <= 0 or self.ttl <= 0:
+            return
+        entry = self.cache.get(key)
+        if entry is None:
+            self.cache[key] = CacheEntry(now + self.ttl)
+            if len(self.cache) > self.capacity:
+                self.cache.popitem(last=False)
+        else:
+            entry.expires = now + self.ttl
+            self.cache.move_to_end(key)
+
+    def purge(self) -> int:
+        n = len(self.cache)
+        self.cache.clear()
+        return n
+
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0

@@ -1,0 +1,214 @@
+"""The emulated backend wired together, and the path of a request through it.
+
+client --client-<region>--> edge --edge-<region>--> balancer --lb-app--> container --app-db--> db
+
+Static requests stop at the edge on a cache hit; everything else goes to the origin. A request
+ends with an event at the simulated moment its answer reaches the client, so "in flight" means
+exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.config import Scenario
+from core.kernel import Kernel
+from core.metrics import Histogram, RollingHistogram, Series, SloBudget
+
+from .autoscaler import Autoscaler
+from .balancer import Balancer
+from .compute import Cluster
+from .database import DelayDatabase
+from .network import Edge, Link
+from .traffic import STATIC, Region, Request, Zipf
+
+Emit = Callable[[str, str, str, str, str], None]
+
+CROSS_REGION = 0.05
+"""Extra one-way latency for a client sent to another region's edge by DNS failover."""
+
+
+class World:
+    """Everything the engine simulates, plus the request-level counters."""
+
+    def __init__(self, scenario: Scenario, kernel: Kernel, emit: Emit) -> None:
+        self.scenario = scenario
+        self.kernel = kernel
+        self.emit = emit
+        net = scenario.network
+        self.connect_timeout = net.connect_timeout
+        self.links = {
+            name: Link(name, cfg, net.rto, kernel.rng(f"link:{name}"))
+            for name, cfg in sorted(net.links.items())
+        }
+        regions = sorted(scenario.traffic.regions)
+        self.edges = {f"edge-{r}": Edge(r, scenario.cdn) for r in regions}
+        self.client_links = {r: self.links[f"client-{r}"] for r in regions}
+        self.edge_links = {r: self.links[f"edge-{r}"] for r in regions}
+        self.cdn_enabled = scenario.cdn.enabled
+        self.hit_latency = scenario.cdn.hit_latency
+        self.dns_failover = scenario.cdn.dns_failover
+        self.db = (
+            DelayDatabase(scenario.database, kernel, self.links["app-db"])
+            if scenario.database.enabled
+            else None
+        )
+        self.cluster = Cluster(scenario.app, kernel, emit, self.db)
+        self.balancer = Balancer(
+            scenario.balancer, kernel, self.links["lb-app"], net.connect_timeout, emit, self.reply
+        )
+        self.cluster.start(self.balancer)
+        self.autoscaler = Autoscaler(scenario.app.autoscaler, kernel, self.cluster, emit)
+        zipf = Zipf(scenario.traffic.keys, scenario.traffic.zipf_s)
+        self.regions = {
+            r: Region(r, scenario.traffic.regions[r], scenario.traffic, kernel, zipf, self.arrive)
+            for r in regions
+        }
+        # request-level accounting
+        self._rid = 0
+        self.arrived = 0
+        self.completed = 0
+        self.failed = 0
+        self.errors: dict[str, int] = {}
+        self.sojourn_total = 0.0
+        self.latency = Histogram()
+        self.recent = RollingHistogram(10)
+        self.arrivals = Series()
+        self.done = Series()
+        self.error_series = Series()
+        self.p99_series = Series()
+        self.slo = SloBudget(scenario.slo.target, scenario.slo.latency)
+        for region in self.regions.values():
+            region.start()
+        kernel.call_later(1.0, self._second)
+
+    @property
+    def in_flight(self) -> int:
+        return self.arrived - self.completed - self.failed
+
+    # -- the request path -------------------------------------------------------------------
+
+    def _edge_for(self, region: str) -> tuple[Edge | None, float]:
+        own = self.edges[f"edge-{region}"]
+        if own.up:
+            return own, 0.0
+        if self.kernel.now - own.down_since < self.dns_failover:
+            return None, 0.0
+        for edge in self.edges.values():
+            if edge.up:
+                return edge, CROSS_REGION
+        return None, 0.0
+
+    def arrive(self, region: Region) -> None:
+        kernel = self.kernel
+        now = kernel.now
+        endpoint, key, client = region.draw()
+        self._rid += 1
+        req = Request(self._rid, now, region.name, endpoint, key, client)
+        self.arrived += 1
+        self.arrivals.add(now)
+        edge, penalty = self._edge_for(region.name)
+        clink = self.client_links[region.name]
+        if edge is None:
+            self.finish(req, False, "edge_down", self.connect_timeout)
+            return
+        if clink.partitioned:
+            self.finish(req, False, "partition", self.connect_timeout)
+            return
+        delay = clink.delay(now) + penalty
+        req.edge = edge
+        edge.requests.add(now)
+        if endpoint == STATIC and self.cdn_enabled:
+            kernel.call_later(delay, self._at_edge, req)
+            return
+        elink = self.edge_links[edge.region]
+        if elink.partitioned:
+            self.finish(req, False, "partition", delay + self.connect_timeout)
+        else:
+            kernel.call_later(delay + elink.delay(now), self.balancer.receive, req)
+
+    def _at_edge(self, req: Request) -> None:
+        edge = req.edge
+        assert edge is not None
+        now = self.kernel.now
+        back = self.client_links[req.region]
+        if not edge.up:
+            self.finish(req, False, "edge_down", back.delay(now))
+            return
+        if edge.lookup(req.key, now):
+            self.finish(req, True, "", self.hit_latency + back.delay(now))
+            return
+        if edge.collapse:
+            fetch = edge.inflight.get(req.key)
+            if fetch is not None:
+                assert fetch.waiters is not None
+                fetch.waiters.append(req)
+                edge.collapsed += 1
+                return
+        fetch = Request(0, now, req.region, STATIC, req.key, req.client)
+        fetch.fetch = True
+        fetch.edge = edge
+        fetch.waiters = [req]
+        if edge.collapse:
+            edge.inflight[req.key] = fetch
+        edge.fetches += 1
+        elink = self.edge_links[edge.region]
+        if elink.partitioned:
+            self.kernel.call_later(self.connect_timeout, self._fetch_unreachable, fetch)
+        else:
+            self.kernel.call_later(elink.delay(now), self.balancer.receive, fetch)
+
+    def _fetch_unreachable(self, fetch: Request) -> None:
+        self.reply(fetch, False, "partition")
+
+    def reply(self, req: Request, ok: bool, cause: str) -> None:
+        """The balancer's final answer for a request (after any retries)."""
+        edge = req.edge
+        assert edge is not None
+        now = self.kernel.now
+        back = self.edge_links[edge.region].delay(now)
+        if not req.fetch:
+            self.finish(req, ok, cause, back + self.client_links[req.region].delay(now))
+            return
+        if edge.inflight.get(req.key) is req:
+            del edge.inflight[req.key]
+        if ok:
+            edge.store(req.key, now)
+        stale = not ok and edge.has_stale(req.key)
+        assert req.waiters is not None
+        for w in req.waiters:
+            d = back + self.client_links[w.region].delay(now)
+            if ok:
+                self.finish(w, True, "", d)
+            elif stale:
+                edge.stale_served += 1
+                self.finish(w, True, "", d)
+            else:
+                self.finish(w, False, cause, d)
+
+    def finish(self, req: Request, ok: bool, cause: str, delay: float) -> None:
+        """The answer reaches the client ``delay`` seconds from now."""
+        req.ok = ok
+        req.cause = cause
+        self.kernel.call_later(delay, self._done, req)
+
+    def _done(self, req: Request) -> None:
+        now = self.kernel.now
+        latency = now - req.t0
+        self.sojourn_total += latency
+        if req.ok:
+            self.completed += 1
+            self.latency.record(latency)
+            self.recent.record(now, latency)
+            self.done.add(now)
+            self.slo.record(True, latency)
+        else:
+            self.failed += 1
+            self.errors[req.cause] = self.errors.get(req.cause, 0) + 1
+            self.error_series.add(now)
+            self.slo.record(False, latency)
+
+    def _second(self, _: object) -> None:
+        now = self.kernel.now
+        self.p99_series.set(now - 1.0, self.recent.quantile(now, 0.99))
+        self.kernel.call_later(1.0, self._second)

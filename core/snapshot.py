@@ -1,0 +1,233 @@
+"""Turning the engine's live state into a Snapshot and a run summary (plain data)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from core.model.compute import RUNNING, Container
+from core.protocol import Event, NodeState, Snapshot
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+    from core.model.world import World
+
+TREND = 30
+"""Seconds of per-second history carried in a node's ``info["trend"]``."""
+
+
+def _r(x: float, digits: int = 6) -> float:
+    return round(float(x), digits)
+
+
+def kpis(world: World, active_faults: int) -> dict[str, float]:
+    now = world.kernel.now
+    p50, p95, p99 = world.recent.quantiles(now, (0.5, 0.95, 0.99))
+    done = world.done.rate(now, 5)
+    errs = world.error_series.rate(now, 5)
+    hits = sum(sum(e.hit_series.values(10, now)) for e in world.edges.values())
+    lookups = sum(sum(e.lookup_series.values(10, now)) for e in world.edges.values())
+    return {
+        "rps": _r(world.arrivals.rate(now, 5)),
+        "p50": _r(p50),
+        "p95": _r(p95),
+        "p99": _r(p99),
+        "error_rate": _r(errs / (done + errs) if done + errs else 0.0),
+        "slo_good": _r(world.slo.good_ratio),
+        "slo_budget": _r(world.slo.budget_remaining),
+        "cdn_hit_ratio": _r(hits / lookups if lookups else 0.0),
+        "arrived": world.arrived,
+        "completed": world.completed,
+        "failed": world.failed,
+        "in_flight": world.in_flight,
+        "active_faults": active_faults,
+    }
+
+
+def container_state(world: World, c: Container) -> str:
+    """What a viewer should call it: the container's own state, or the balancer's verdict."""
+    b = world.balancer.backends.get(c.id)
+    if c.state == RUNNING and b is not None:
+        if b.ejected_until > world.kernel.now:
+            return "ejected"
+        if not b.healthy:
+            return "unhealthy"
+    return c.state
+
+
+def nodes(world: World) -> list[NodeState]:
+    now = world.kernel.now
+    out: list[NodeState] = []
+    for edge in world.edges.values():
+        hits = sum(edge.hit_series.values(10, now))
+        looks = sum(edge.lookup_series.values(10, now))
+        out.append(NodeState(
+            id=edge.id, tier="network", kind="edge", state="up" if edge.up else "down",
+            metrics={
+                "rps": _r(edge.requests.rate(now, 5)),
+                "hit_ratio": _r(hits / looks if looks else 0.0),
+                "objects": len(edge.cache),
+                "fetches": edge.fetches,
+                "collapsed": edge.collapsed,
+            },
+            info={"trend": edge.requests.values(TREND, now)},
+        ))
+    bal = world.balancer
+    for i, node in enumerate(bal.nodes):
+        if not node.up:
+            state = "down"
+        elif i == bal.active_node:
+            state = "takeover" if now < bal.takeover_until else "active"
+        else:
+            state = "standby"
+        out.append(NodeState(id=node.id, tier="network", kind="balancer", state=state,
+                             metrics={"inflight": bal.inflight if i == bal.active_node else 0}))
+    for link in world.links.values():
+        degraded = link.loss > 0 or link.latency > world.scenario.network.links[link.name].latency
+        out.append(NodeState(
+            id=link.name, tier="network", kind="link",
+            state="partitioned" if link.partitioned else "degraded" if degraded else "ok",
+            metrics={"latency": _r(link.latency), "jitter": _r(link.jitter),
+                     "loss": _r(link.loss)},
+        ))
+    for host in world.cluster.hosts:
+        out.append(NodeState(id=host.id, tier="app", kind="host",
+                             state="up" if host.up else "down",
+                             metrics={"steal": _r(host.steal), "vms": len(host.vms),
+                                      "cores": host.cores}))
+    for vm in world.cluster.vms.values():
+        out.append(NodeState(id=vm.id, tier="app", kind="vm", state=vm.state, parent=vm.host.id,
+                             metrics={"load": _r(vm.load), "vcpus": vm.vcpus,
+                                      "containers": len(vm.containers)}))
+    total_share = sum(b.series.rate(now, 5) for b in bal.backends.values())
+    for c in sorted(world.cluster.containers.values(), key=lambda c: int(c.id.split("-")[1])):
+        b = bal.backends.get(c.id)
+        sent = b.series.rate(now, 5) if b is not None else 0.0
+        out.append(NodeState(
+            id=c.id, tier="app", kind="container", state=container_state(world, c),
+            parent=c.vm.id if c.vm else "",
+            metrics={
+                "busy": c.busy,
+                "workers": c.workers,
+                "queue": len(c.queue),
+                "queue_cap": c.qcap,
+                "cpu": _r(c.utilisation(now) if c.state == RUNNING else 0.0),
+                "memory_mb": _r(c.memory()),
+                "memory_limit_mb": c.mem_limit,
+                "rps": _r(c.done_series.rate(now, 5)),
+                "errors": _r(c.error_series.rate(now, 5)),
+                "share": _r(sent / total_share if total_share else 0.0),
+                "restarts": c.restarts,
+                "active": b.active if b is not None else 0,
+                "ewma": _r(b.ewma if b is not None else 0.0),
+            },
+            info={"trend": c.done_series.values(TREND, now)},
+        ))
+    db = world.db
+    out.append(NodeState(
+        id="db", tier="database", kind="db-stub", state="up" if db is not None else "disabled",
+        metrics={"reads": db.reads if db else 0, "writes": db.writes if db else 0},
+    ))
+    return out
+
+
+def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
+    world = engine.world
+    a = world.autoscaler
+    bal = world.balancer
+    info: dict[str, Any] = {
+        "scenario": engine.scenario.run.name,
+        "seed": engine.seed,
+        "balancer": {
+            "algorithm": bal.algorithm,
+            "active": bal.active_id(),
+            "retries": bal.retries,
+            "retry_budget": bal.retry_budget,
+            "timeout": bal.timeout,
+            "ejections": bal.ejection_count,
+        },
+        "autoscaler": {
+            "enabled": a.enabled,
+            "replicas": world.cluster.replicas,
+            "ready": sum(1 for c in world.cluster.containers.values() if c.state == RUNNING),
+            "recommendation": a.recommendation,
+            "utilisation": _r(a.utilisation),
+            "target": a.target,
+            "last_decision": a.last_decision,
+        },
+        "series": {
+            "rps": world.arrivals.values(TREND, world.kernel.now),
+            "errors": world.error_series.values(TREND, world.kernel.now),
+            "p99": world.p99_series.values(TREND, world.kernel.now),
+        },
+    }
+    return Snapshot(
+        time=_r(world.kernel.now),
+        seq=seq,
+        kpis=kpis(world, len(engine.faults)),
+        nodes=tuple(nodes(world)),
+        events=events,
+        faults=tuple(f.to_dict() for f in engine.faults.values()),
+        info=info,
+    )
+
+
+def summary(engine: Engine) -> dict[str, Any]:
+    world = engine.world
+    now = world.kernel.now
+    h = world.latency
+    edges = world.edges.values()
+    hits = sum(e.hits for e in edges)
+    misses = sum(e.misses for e in edges)
+    finished = world.completed + world.failed
+    bal = world.balancer
+    a = world.autoscaler
+    return {
+        "scenario": engine.scenario.run.name,
+        "seed": engine.seed,
+        "duration": _r(now),
+        "requests": {
+            "arrived": world.arrived,
+            "completed": world.completed,
+            "failed": world.failed,
+            "in_flight": world.in_flight,
+        },
+        "rps": _r(world.arrived / now if now else 0.0),
+        "latency": {
+            "mean": _r(h.mean),
+            "p50": _r(h.quantile(0.5)),
+            "p95": _r(h.quantile(0.95)),
+            "p99": _r(h.quantile(0.99)),
+        },
+        "mean_sojourn": _r(world.sojourn_total / finished if finished else 0.0),
+        "error_rate": _r(world.failed / finished if finished else 0.0),
+        "errors": dict(sorted(world.errors.items())),
+        "cdn": {
+            "hit_ratio": _r(hits / (hits + misses) if hits + misses else 0.0),
+            "hits": hits,
+            "misses": misses,
+            "collapsed": sum(e.collapsed for e in edges),
+            "origin_fetches": sum(e.fetches for e in edges),
+        },
+        "autoscaler": {
+            "actions": a.scale_ups + a.scale_downs,
+            "scale_ups": a.scale_ups,
+            "scale_downs": a.scale_downs,
+            "replicas": world.cluster.replicas,
+            "max_replicas": a.max_replicas,
+            "vm_boots": world.cluster.vm_boots,
+        },
+        "balancer": {
+            "algorithm": bal.algorithm,
+            "ejections": bal.ejection_count,
+            "health_changes": bal.health_changes,
+            "retries": bal.retried,
+            "timeouts": bal.timeouts,
+        },
+        "slo": {
+            "target": world.slo.target,
+            "good_ratio": _r(world.slo.good_ratio),
+            "budget_remaining": _r(world.slo.budget_remaining),
+        },
+        "faults": list(engine.fault_log),
+        "events": engine.event_count,
+    }
