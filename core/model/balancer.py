@@ -30,7 +30,7 @@ Emit = Callable[[str, str, str, str, str], None]
 class Attempt:
     """One try of a request on one backend."""
 
-    __slots__ = ("backend", "cpu", "done", "handle", "req", "retry", "start")
+    __slots__ = ("arrived", "backend", "cpu", "done", "handle", "req", "retry", "start")
 
     def __init__(self, req: Request, backend: Backend, start: float, retry: bool) -> None:
         self.req = req
@@ -42,6 +42,8 @@ class Attempt:
         self.cpu = False
         """In its CPU phase on the container (for contention bookkeeping)."""
         self.handle: Handle | None = None
+        self.arrived = start
+        """When it reached the container (for the time it waited for a worker)."""
 
 
 class Backend:

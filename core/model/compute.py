@@ -94,7 +94,8 @@ class Container:
         self.busy = 0
         self.cpu_busy = 0
         self.queue: deque[Attempt] = deque()
-        self.jobs: set[Attempt] = set()
+        self.jobs: dict[Attempt, None] = {}
+        """Attempts holding a worker, in start order (a dict, so iteration is deterministic)."""
         self.restarts = 0
         self.backoff = 0.0
         self.running_since = 0.0
@@ -104,6 +105,9 @@ class Container:
         self.mark_time = cluster.kernel.now
         self.completed = 0
         self.failed = 0
+        self.started = 0
+        self.wait_total = 0.0
+        """Seconds attempts spent queued for a worker, summed over ``started`` attempts."""
         self.done_series = Series()
         self.error_series = Series()
         self.busy_series = Series()
@@ -138,6 +142,7 @@ class Container:
     def receive(self, att: Attempt) -> None:
         """An attempt arrives from the balancer."""
         att.handle = None
+        att.arrived = self.kernel.now
         state = self.state
         if state != RUNNING and state != DRAINING:
             self.cluster.respond(att, False, "conn_refused")
@@ -154,8 +159,10 @@ class Container:
             self.cluster.respond(att, False, "queue_full")
 
     def _start(self, att: Attempt) -> None:
+        self.started += 1
+        self.wait_total += self.kernel.now - att.arrived
         self.busy += 1
-        self.jobs.add(att)
+        self.jobs[att] = None
         rate = self.rates[att.req.endpoint]
         demand = self.rng.expovariate(rate) if rate else 0.0
         self.cpu_seconds += demand
@@ -201,7 +208,7 @@ class Container:
 
     def _finish(self, att: Attempt, ok: bool, cause: str) -> None:
         att.handle = None
-        self.jobs.discard(att)
+        self.jobs.pop(att, None)
         self.busy -= 1
         now = self.kernel.now
         if ok:
@@ -376,10 +383,12 @@ class Cluster:
 
     def start(self, balancer: Balancer) -> None:
         self.balancer = balancer
+        now = self.kernel.now
         for _ in range(self.cfg.vm.initial):
             vm = self._new_vm()
             if vm is not None:
-                self._vm_ready(vm, quiet=True)
+                vm.state = "ready"
+                vm.ready_at = vm.idle_since = now
         self.reconcile()
         for c in list(self.containers.values()):
             if c.state == STARTING:  # the initial fleet is already up at t=0
@@ -456,12 +465,11 @@ class Cluster:
         if vm.state == "booting" and vm.host.up and self.vms.get(vm.id) is vm:
             self._vm_ready(vm)
 
-    def _vm_ready(self, vm: Vm, quiet: bool = False) -> None:
+    def _vm_ready(self, vm: Vm) -> None:
         vm.state = "ready"
         vm.ready_at = vm.idle_since = self.kernel.now
-        if not quiet:
-            self.emit("info", vm.id, "vm_ready", f"{vm.id} ready",
-                      "boot finished; pending containers can be placed")
+        self.emit("info", vm.id, "vm_ready", f"{vm.id} ready",
+                  "boot finished; pending containers can be placed")
         self.reconcile()
 
     # -- deployment -------------------------------------------------------------------------

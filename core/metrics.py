@@ -1,0 +1,404 @@
+"""Counters for the hot path: latency histograms, per-second rings, SLO budgets, M/M/c formulas.
+
+Everything here is called per request by the engine, so the record paths allocate nothing and
+use ``__slots__``. Histograms use log-spaced buckets (the DDSketch mapping): every value from
+1 microsecond to 1000 seconds is reported within :data:`RELATIVE_ACCURACY` of the true value.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import accumulate
+from operator import add, sub
+
+RELATIVE_ACCURACY = 0.009
+"""Worst relative error of a quantile for values in [:data:`MIN_VALUE`, :data:`MAX_VALUE`]."""
+MIN_VALUE = 1e-6
+MAX_VALUE = 1e3
+
+_GAMMA = (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+_K = 1.0 / math.log(_GAMMA)
+# Bucket i >= 1 holds values in (GAMMA**(i - 1 - _OFFSET), GAMMA**(i - _OFFSET)]; bucket 0 holds
+# values <= 0. Values outside [MIN_VALUE, MAX_VALUE] are clamped into the end buckets.
+_OFFSET = 1 - math.ceil(math.log(MIN_VALUE) * _K)
+_TOP = math.ceil(math.log(MAX_VALUE) * _K) + _OFFSET
+_NBUCKETS = _TOP + 1
+_REPR = [0.0] + [2.0 * _GAMMA ** (i - _OFFSET) / (_GAMMA + 1.0) for i in range(1, _NBUCKETS)]
+"""The value reported for each bucket: the point with equal relative error to both edges."""
+
+_log = math.log
+_ceil = math.ceil
+
+
+def _check_q(q: float) -> None:
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile: q must be within [0, 1], got {q!r}")
+
+
+def _quantiles(counts: list[int], n: int, qs: Iterable[float], lo: float, hi: float) -> list[float]:
+    """Nearest-rank quantiles of bucket ``counts`` holding ``n`` values in [lo, hi]."""
+    qs = list(qs)
+    for q in qs:
+        _check_q(q)
+    if n == 0:
+        return [0.0 for _ in qs]
+    cum = list(accumulate(counts))
+    out = []
+    for q in qs:
+        rank = _ceil(q * n)
+        if rank <= 1:
+            out.append(lo)  # the smallest and largest values are known exactly
+        elif rank >= n:
+            out.append(hi)
+        else:
+            v = _REPR[bisect_left(cum, rank)]
+            # Clamping to the observed range only moves the estimate towards the truth.
+            out.append(lo if v < lo else hi if v > hi else v)
+    return out
+
+
+class Histogram:
+    """A latency histogram with bounded relative error; cheap to record, merge and copy."""
+
+    __slots__ = ("_counts", "_max", "_min", "count", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        """Number of values recorded."""
+        self.total = 0.0
+        """Sum of the values recorded."""
+        self._min = math.inf
+        self._max = -math.inf
+        self._counts = [0] * _NBUCKETS
+
+    def record(self, value: float) -> None:
+        """Add one value (seconds; values <= 0 go to the zero bucket)."""
+        self.count += 1
+        self.total += value
+        if value > self._max:
+            self._max = value
+        if value < self._min:
+            self._min = value
+        if value > 0.0:
+            i = _ceil(_log(value) * _K) + _OFFSET
+            if i < 1:
+                i = 1
+            elif i > _TOP:
+                i = _TOP
+            self._counts[i] += 1
+        else:
+            self._counts[0] += 1
+
+    @property
+    def mean(self) -> float:
+        """Mean of the values recorded (0 when empty)."""
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def max(self) -> float:
+        """Largest value recorded, exactly (0 when empty)."""
+        return self._max if self.count else 0.0
+
+    @property
+    def min(self) -> float:
+        """Smallest value recorded, exactly (0 when empty)."""
+        return self._min if self.count else 0.0
+
+    def quantile(self, q: float) -> float:
+        """The nearest-rank ``q``-quantile (``0 <= q <= 1``), 0 when empty."""
+        return _quantiles(self._counts, self.count, (q,), self._min, self._max)[0]
+
+    def quantiles(self, qs: Iterable[float]) -> list[float]:
+        """Several quantiles in one pass over the buckets (e.g. p50, p95, p99)."""
+        return _quantiles(self._counts, self.count, qs, self._min, self._max)
+
+    def merge(self, other: Histogram) -> None:
+        """Add ``other``'s values to this histogram (``other`` is unchanged)."""
+        self._counts = list(map(add, self._counts, other._counts))
+        self.count += other.count
+        self.total += other.total
+        if other._max > self._max:
+            self._max = other._max
+        if other._min < self._min:
+            self._min = other._min
+
+    def reset(self) -> None:
+        """Forget every value."""
+        self.count = 0
+        self.total = 0.0
+        self._min = math.inf
+        self._max = -math.inf
+        self._counts = [0] * _NBUCKETS
+
+    def copy(self) -> Histogram:
+        """An independent copy."""
+        h = Histogram.__new__(Histogram)
+        h.count = self.count
+        h.total = self.total
+        h._min = self._min
+        h._max = self._max
+        h._counts = self._counts.copy()
+        return h
+
+    def __repr__(self) -> str:
+        return f"Histogram(count={self.count}, mean={self.mean:.6g}, max={self.max:.6g})"
+
+
+class RollingHistogram:
+    """Per-simulated-second histograms over the last ``window`` seconds.
+
+    The window ending at ``now`` covers seconds ``int(now) - window + 1 .. int(now)`` (the current
+    second included, partial). Complete seconds are kept summed in one aggregate, updated when a
+    second rolls over, so a query merges just two bucket lists. Time must not go backwards;
+    a query for an earlier ``now`` answers for the latest second seen.
+    """
+
+    __slots__ = ("_agg", "_cur", "_head", "_ring", "window")
+
+    def __init__(self, window: int = 10) -> None:
+        if window < 1:
+            raise ValueError(f"RollingHistogram: window must be >= 1 second, got {window!r}")
+        self.window = window
+        self._ring = [Histogram() for _ in range(window)]
+        self._head = 0
+        self._cur = self._ring[0]
+        self._agg = [0] * _NBUCKETS
+        """Bucket counts of the complete seconds still in the window."""
+
+    def _advance(self, second: int) -> None:
+        head = self._head
+        window = self.window
+        if second - head >= window:
+            for h in self._ring:
+                if h.count:
+                    h.reset()
+            self._agg = [0] * _NBUCKETS
+        else:
+            if self._cur.count:
+                self._agg = list(map(add, self._agg, self._cur._counts))
+            ring = self._ring
+            for s in range(head + 1, second + 1):
+                h = ring[s % window]
+                if h.count:  # it holds second s - window, now out of the window
+                    self._agg = list(map(sub, self._agg, h._counts))
+                    h.reset()
+        self._head = second
+        self._cur = self._ring[second % window]
+
+    def record(self, now: float, value: float) -> None:
+        """Add ``value`` to the histogram of second ``int(now)``."""
+        s = int(now)
+        if s > self._head:
+            self._advance(s)
+        h = self._cur
+        h.count += 1
+        h.total += value
+        if value > h._max:
+            h._max = value
+        if value < h._min:
+            h._min = value
+        if value > 0.0:
+            i = _ceil(_log(value) * _K) + _OFFSET
+            if i < 1:
+                i = 1
+            elif i > _TOP:
+                i = _TOP
+            h._counts[i] += 1
+        else:
+            h._counts[0] += 1
+
+    def quantiles(self, now: float, qs: Iterable[float]) -> list[float]:
+        """Quantiles over the window ending at ``now`` (0 when it is empty)."""
+        s = int(now)
+        if s > self._head:
+            self._advance(s)
+        n = 0
+        lo = math.inf
+        hi = -math.inf
+        for h in self._ring:
+            if h.count:
+                n += h.count
+                if h._min < lo:
+                    lo = h._min
+                if h._max > hi:
+                    hi = h._max
+        if n == 0:
+            return _quantiles(self._agg, 0, qs, lo, hi)
+        counts = list(map(add, self._agg, self._cur._counts)) if self._cur.count else self._agg
+        return _quantiles(counts, n, qs, lo, hi)
+
+    def quantile(self, now: float, q: float) -> float:
+        """The ``q``-quantile over the window ending at ``now`` (0 when it is empty)."""
+        return self.quantiles(now, (q,))[0]
+
+    def histogram(self, now: float) -> Histogram:
+        """The window ending at ``now`` as one new :class:`Histogram`."""
+        s = int(now)
+        if s > self._head:
+            self._advance(s)
+        out = Histogram()
+        for h in self._ring:
+            if h.count:
+                out.merge(h)
+        return out
+
+    def count(self, now: float) -> int:
+        """Values recorded in the window ending at ``now``."""
+        s = int(now)
+        if s > self._head:
+            self._advance(s)
+        return sum(h.count for h in self._ring)
+
+
+class Series:
+    """A ring of per-second floats (``capacity`` seconds, 10 minutes by default).
+
+    Each slot remembers which second it holds, so seconds that saw no data read as zero rather
+    than as whatever that slot held ``capacity`` seconds earlier.
+    """
+
+    __slots__ = ("_head", "_head_slot", "_stamps", "_values", "capacity")
+
+    def __init__(self, capacity: int = 600) -> None:
+        if capacity < 1:
+            raise ValueError(f"Series: capacity must be >= 1 second, got {capacity!r}")
+        self.capacity = capacity
+        self._values = [0.0] * capacity
+        self._stamps: list[int | None] = [None] * capacity
+        self._head = -1
+        """The latest second written (-1 before any)."""
+        self._head_slot = -1 % capacity
+        self._stamps[self._head_slot] = -1  # second -1 holds 0, so the fast path in add holds
+
+    def add(self, now: float, amount: float = 1.0) -> None:
+        """Accumulate ``amount`` into second ``int(now)`` (a counter)."""
+        s = int(now)
+        if s == self._head:
+            self._values[self._head_slot] += amount
+            return
+        i = s % self.capacity
+        if self._stamps[i] == s:
+            self._values[i] += amount
+        else:
+            self._stamps[i] = s
+            self._values[i] = amount
+            if s > self._head:
+                self._head = s
+                self._head_slot = i
+
+    def set(self, now: float, value: float) -> None:
+        """Overwrite second ``int(now)`` with ``value`` (a gauge)."""
+        s = int(now)
+        i = s % self.capacity
+        self._stamps[i] = s
+        self._values[i] = value
+        if s > self._head:
+            self._head = s
+            self._head_slot = i
+
+    def _get(self, s: int) -> float:
+        i = s % self.capacity
+        return self._values[i] if self._stamps[i] == s else 0.0
+
+    def values(self, n: int | None = None, now: float | None = None) -> list[float]:
+        """The ``n`` seconds (default ``capacity``) ending at second ``int(now)`` (default the
+        latest second written), oldest first; seconds without data are 0."""
+        if n is None:
+            n = self.capacity
+        end = self._head if now is None else int(now)
+        cap = self.capacity
+        stamps = self._stamps
+        vals = self._values
+        out = []
+        for s in range(end - n + 1, end + 1):
+            i = s % cap
+            out.append(vals[i] if stamps[i] == s else 0.0)
+        return out
+
+    def last(self, now: float) -> float:
+        """The value of second ``int(now)`` (the current, possibly partial, second)."""
+        return self._get(int(now))
+
+    def rate(self, now: float, seconds: int = 5) -> float:
+        """Mean per second over the last ``seconds`` complete seconds before ``now``.
+
+        Near the start of a run only the complete seconds since 0 count.
+        """
+        end = int(now)
+        n = min(seconds, end, self.capacity)
+        if n <= 0:
+            return 0.0
+        return sum(self._get(s) for s in range(end - n, end)) / n
+
+
+class SloBudget:
+    """An availability-and-latency SLO: a request is good if it succeeded within ``latency``."""
+
+    __slots__ = ("good", "latency", "target", "total")
+
+    def __init__(self, target: float, latency: float) -> None:
+        if not 0.0 <= target <= 1.0:
+            raise ValueError(f"SloBudget: target must be within [0, 1], got {target!r}")
+        self.target = target
+        self.latency = latency
+        self.good = 0
+        self.total = 0
+
+    def record(self, ok: bool, latency: float) -> None:
+        """Count one request."""
+        self.total += 1
+        if ok and latency <= self.latency:
+            self.good += 1
+
+    @property
+    def bad(self) -> int:
+        return self.total - self.good
+
+    @property
+    def good_ratio(self) -> float:
+        """Fraction of good requests (1 when none yet)."""
+        return self.good / self.total if self.total else 1.0
+
+    @property
+    def budget_remaining(self) -> float:
+        """Share of the error budget left: 1 untouched, 0 spent, negative when overspent."""
+        bad = self.total - self.good
+        if self.total == 0:
+            return 1.0
+        allowed = self.total * (1.0 - self.target)
+        if allowed <= 0.0:
+            return 0.0 if bad else 1.0
+        return 1.0 - bad / allowed
+
+    def reset(self) -> None:
+        self.good = 0
+        self.total = 0
+
+
+def erlang_c(c: int, lam: float, mu: float) -> float:
+    """P(wait) in an M/M/c queue (1 when ``lam >= c * mu``).
+
+    Uses the Erlang-B recursion, which stays finite for any number of servers.
+    """
+    if c < 1:
+        raise ValueError(f"erlang_c: c must be >= 1, got {c!r}")
+    if mu <= 0.0 or lam < 0.0:
+        raise ValueError(f"erlang_c: need mu > 0 and lam >= 0, got lam={lam!r} mu={mu!r}")
+    a = lam / mu
+    rho = a / c
+    if rho >= 1.0:
+        return 1.0
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return b / (1.0 - rho * (1.0 - b))
+
+
+def mmc_mean_wait(c: int, lam: float, mu: float) -> float:
+    """Mean time in queue (Wq) of an M/M/c queue; ``inf`` when unstable."""
+    p = erlang_c(c, lam, mu)
+    if lam >= c * mu:
+        return math.inf
+    return p / (c * mu - lam)
