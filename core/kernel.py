@@ -33,6 +33,8 @@ class Kernel:
         """Run ``callback(arg)`` at simulated ``time`` (never earlier than now)."""
         if time < self.now:
             time = self.now
+        elif time != time:  # NaN would sit in the heap unordered and corrupt it
+            raise ValueError("call_at: time is NaN")
         self._seq += 1
         entry = [time, self._seq, callback, arg]
         heapq.heappush(self._heap, entry)
@@ -40,6 +42,8 @@ class Kernel:
 
     def call_later(self, delay: float, callback: Callback, arg: Any = None) -> Handle:
         """Run ``callback(arg)`` after ``delay`` simulated seconds."""
+        if delay != delay:  # NaN: not silently clamped to 0 like a negative delay
+            raise ValueError("call_later: delay is NaN")
         self._seq += 1
         entry = [self.now + (delay if delay > 0.0 else 0.0), self._seq, callback, arg]
         heapq.heappush(self._heap, entry)

@@ -110,7 +110,7 @@ def nodes(world: World) -> list[NodeState]:
                 "workers": c.workers,
                 "queue": len(c.queue),
                 "queue_cap": c.qcap,
-                "cpu": _r(c.utilisation(now) if c.state == RUNNING else 0.0),
+                "cpu": _r(c.cpu_series.rate(now, 5)),
                 "memory_mb": _r(c.memory()),
                 "memory_limit_mb": c.mem_limit,
                 "rps": _r(c.done_series.rate(now, 5)),

@@ -359,7 +359,7 @@ class Balancer:
         changed = False
         for b in self._order:
             c = b.container
-            ok = c.probe_ok() and not self.link.partitioned
+            ok = c.probe_ok(hc.timeout) and not self.link.partitioned
             if ok:
                 b.hc_fail = 0
                 b.hc_ok += 1

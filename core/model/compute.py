@@ -101,6 +101,9 @@ class Container:
         self.running_since = 0.0
         self.created = cluster.kernel.now
         self.cpu_seconds = 0.0
+        self.cpu_prev = 0.0
+        self.cpu_series = Series()
+        """CPU use per second as a fraction of its limit (sampled once a simulated second)."""
         self.cpu_mark = 0.0
         self.mark_time = cluster.kernel.now
         self.completed = 0
@@ -120,19 +123,27 @@ class Container:
         """Whether the balancer may send it new requests (as far as the balancer knows)."""
         return self.state != DRAINING and self.state != TERMINATED and self.state != PENDING
 
-    def probe_ok(self) -> bool:
-        return (
-            (self.state == RUNNING or self.state == DRAINING)
-            and not self.partitioned
-            and len(self.queue) < self.qcap
-        )
+    def probe_ok(self, timeout: float) -> bool:
+        """Would an HTTP health check get its answer within ``timeout``? It waits behind the
+        queue, so a container draining its queue too slowly fails its checks."""
+        if (self.state != RUNNING and self.state != DRAINING) or self.partitioned:
+            return False
+        return self.probe_wait() < timeout
+
+    def probe_wait(self) -> float:
+        """Expected wait behind the queue, by Little's law on recent throughput."""
+        if not self.queue:
+            return 0.0
+        now = self.kernel.now
+        throughput = self.done_series.rate(now, 5) + self.error_series.rate(now, 5)
+        return len(self.queue) / throughput if throughput > 0 else float("inf")
 
     def probe_why(self) -> str:
         if self.state not in (RUNNING, DRAINING):
             return f"container is {self.state}"
         if self.partitioned:
             return "container unreachable"
-        return "queue full"
+        return f"health check stuck behind a queue of {len(self.queue)}"
 
     def memory(self) -> float:
         return self.mem_base + self.mem_per_req * (self.busy + len(self.queue)) + self.leaked
@@ -353,6 +364,12 @@ class Container:
             return 0.0
         used = self.cpu_seconds - self.cpu_mark + self.hog * span
         return min(used / (self.cpu * span), 1.0)
+
+    def sample_cpu(self, now: float) -> None:
+        """Record the last second's CPU use (called once per simulated second)."""
+        used = self.cpu_seconds - self.cpu_prev + self.hog
+        self.cpu_prev = self.cpu_seconds
+        self.cpu_series.set(now - 1.0, min(used / self.cpu, 1.0))
 
     def mark(self, now: float) -> None:
         self.cpu_mark = self.cpu_seconds

@@ -211,4 +211,6 @@ class World:
     def _second(self, _: object) -> None:
         now = self.kernel.now
         self.p99_series.set(now - 1.0, self.recent.quantile(now, 0.99))
+        for c in self.cluster.containers.values():
+            c.sample_cpu(now)
         self.kernel.call_later(1.0, self._second)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from core.kernel import Kernel
 
 
@@ -100,6 +102,22 @@ def test_call_later_with_negative_delay_clamps_to_now() -> None:
     k.run_until(5.0)
     assert log.calls == [(5.0, "neg"), (5.0, "past"), (5.0, "now")]
     assert k.now == 5.0
+
+
+@pytest.mark.parametrize("now", [0.0, 5.0])
+def test_nan_time_or_delay_raises_and_schedules_nothing(now: float) -> None:
+    k = Kernel()
+    log = Log(k)
+    k.run_until(now)
+    k.call_at(now + 1.0, log, "kept")
+    with pytest.raises(ValueError, match=r"^call_at: time is NaN$"):
+        k.call_at(math.nan, log, "nan-at")
+    with pytest.raises(ValueError, match=r"^call_later: delay is NaN$"):
+        k.call_later(math.nan, log, "nan-later")
+    assert k.pending() == 1
+    k.call_at(now + 0.5, log, "after")
+    k.run_until(now + 2.0)
+    assert log.calls == [(now + 0.5, "after"), (now + 1.0, "kept")]
 
 
 def test_run_until_sets_the_clock_and_leaves_later_events() -> None:
