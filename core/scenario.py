@@ -1,0 +1,419 @@
+"""TOML scenarios: load, validate and convert into the frozen dataclasses of :mod:`core.config`.
+
+Validation collects every problem, one line each (``key.path: expected ..., got ...``), and
+raises them together as a :class:`~core.config.ScenarioError`. Keys a file leaves out keep their
+defaults; built-in scenarios ship as ``core/scenarios/<name>.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+import tomllib
+import types
+import typing
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from core.config import LinkConfig, Scenario, ScenarioError
+
+__all__ = [
+    "ScenarioError",
+    "builtin_description",
+    "builtin_names",
+    "load_builtin",
+    "load_scenario",
+    "parse_duration",
+    "resolve",
+    "scenario_from_dict",
+    "scenario_to_dict",
+]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(rf"(?:{_NUMBER}\s*(?:ms|s|m|h)\s*)+")
+_DURATION_PART = re.compile(rf"({_NUMBER})\s*(ms|s|m|h)")
+_DURATION_HINT = "a duration such as '250ms', '30s', '10m', '1h30m' or a number of seconds"
+
+_NAME = re.compile(r"[a-z0-9-]+")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_MERGED_DICTS = frozenset({"network.links"})
+"""Tables whose entries merge over the default entries (the engine needs every default link);
+every other table given in a file replaces its default wholesale."""
+_FIXED_LINKS = ("lb-app", "app-db")
+_BUILTIN_PACKAGE = "core.scenarios"
+_INVALID: Any = object()
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from a number of seconds or a string like ``"250ms"``, ``"1.5s"``, ``"1h30m"``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected {_DURATION_HINT}, got {_describe(value)}")
+    if isinstance(value, str):
+        body = value.strip().lower()
+        sign = 1.0
+        if body[:1] in ("+", "-"):
+            sign = -1.0 if body[0] == "-" else 1.0
+            body = body[1:].lstrip()
+        try:
+            seconds = float(body)
+        except ValueError:
+            if not body or not _DURATION.fullmatch(body):
+                raise ValueError(f"expected {_DURATION_HINT}, got {value!r}") from None
+            seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(body))
+        seconds *= sign
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite duration, got {value!r}")
+    return seconds
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a TOML scenario file; every problem is reported in one ScenarioError."""
+    source = str(path)
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError(["no such file"], source) from None
+    except IsADirectoryError:
+        raise ScenarioError(["is a directory, expected a TOML scenario file"], source) from None
+    except PermissionError:
+        raise ScenarioError(["cannot read: permission denied"], source) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ScenarioError([f"cannot read: {reason}"], source) from None
+    return _from_bytes(raw, source)
+
+
+def scenario_from_dict(data: dict[str, Any], source: str) -> Scenario:
+    """Validate a parsed scenario (TOML or JSON shaped) and merge it over the defaults."""
+    builder = _Builder()
+    scenario = builder.build(data)
+    if builder.problems:
+        raise ScenarioError(builder.problems, source)
+    return scenario
+
+
+def scenario_to_dict(s: Scenario) -> dict[str, Any]:
+    """A JSON-serialisable dict (durations in seconds) that ``scenario_from_dict`` accepts."""
+    return dataclasses.asdict(s)
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in scenarios, ``default`` first, then alphabetical."""
+    names = [
+        entry.name.removesuffix(".toml")
+        for entry in resources.files(_BUILTIN_PACKAGE).iterdir()
+        if entry.name.endswith(".toml") and entry.is_file()
+    ]
+    return sorted(names, key=lambda n: (n != "default", n))
+
+
+def load_builtin(name: str) -> Scenario:
+    """Load the built-in scenario ``name`` (raises ScenarioError if there is none)."""
+    if name not in builtin_names():
+        raise ScenarioError([_unknown_scenario(name)], name)
+    raw = resources.files(_BUILTIN_PACKAGE).joinpath(f"{name}.toml").read_bytes()
+    return _from_bytes(raw, name)
+
+
+def builtin_description(name: str) -> str:
+    """The one-line ``[run] description`` of a built-in scenario."""
+    return load_builtin(name).run.description
+
+
+def resolve(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, else a scenario file by path."""
+    if name_or_path in builtin_names():
+        return load_builtin(name_or_path)
+    p = Path(name_or_path)
+    if p.exists() or "/" in name_or_path or "\\" in name_or_path or p.suffix == ".toml":
+        return load_scenario(p)
+    raise ScenarioError([_unknown_scenario(name_or_path)], name_or_path)
+
+
+def _unknown_scenario(name: str) -> str:
+    names = builtin_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"no such built-in scenario or file ({hint}built-ins: {', '.join(names)})"
+
+
+def _from_bytes(raw: bytes, source: str) -> Scenario:
+    if b"\x00" in raw:
+        raise ScenarioError(["binary file, expected a UTF-8 TOML scenario"], source)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        msg = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}), expected TOML"
+        raise ScenarioError([msg], source) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError([f"invalid TOML: {exc}"], source) from None
+    if not data:
+        raise ScenarioError(["empty scenario; expected TOML tables such as [traffic]"], source)
+    return scenario_from_dict(data, source)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _join(path: str, key: str) -> str:
+    part = key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+    return f"{path}.{part}" if path else part
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _fmt(value)
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _describe(value: Any) -> str:
+    """A value and its TOML kind, for 'got ...' in a type error."""
+    if isinstance(value, bool):
+        return f"{_plain(value)} (a boolean)"
+    if isinstance(value, int):
+        return f"{value} (an integer)"
+    if isinstance(value, float):
+        return f"{_fmt(value)} (a float)"
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"{value} (a {type(value).__name__})"
+
+
+def _bounds(kind: str, lo: float | None, hi: float | None, unit: str = "") -> str:
+    if lo is not None and hi is not None:
+        return f"{kind} between {_fmt(lo)}{unit} and {_fmt(hi)}{unit}"
+    if lo is not None:
+        return f"{kind} >= {_fmt(lo)}{unit}"
+    if hi is not None:
+        return f"{kind} <= {_fmt(hi)}{unit}"
+    return kind
+
+
+class _Builder:
+    """Walks parsed data against the dataclass schema, collecting problems as it goes."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    def failed_under(self, *prefixes: str) -> bool:
+        return any(p.startswith(prefixes) for p in self.problems)
+
+    def build(self, data: Any) -> Scenario:
+        if not isinstance(data, dict):
+            self.fail("", f"expected a table of scenario sections, got {_describe(data)}")
+            return Scenario()
+        scenario = self.table(Scenario, data, "", Scenario())
+        return self.check(scenario)
+
+    def table(self, cls: type, data: Any, path: str, base: Any) -> Any:
+        if not isinstance(data, dict):
+            self.fail(path, f"expected a table, got {_describe(data)}")
+            return base
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = _hints(cls)
+        changes: dict[str, Any] = {}
+        for key, value in data.items():
+            sub = _join(path, str(key))
+            field = fields.get(key) if isinstance(key, str) else None
+            if field is None:
+                self.fail(sub, _unknown_key(str(key), list(fields)))
+                continue
+            result = self.value(hints[key], value, sub, field.metadata, getattr(base, key))
+            if result is not _INVALID:
+                changes[key] = result
+        return dataclasses.replace(base, **changes)
+
+    def value(self, tp: Any, value: Any, path: str, meta: Any, current: Any) -> Any:
+        origin = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            return self.table(tp, value, path, current)  # type: ignore[arg-type]
+        if origin is dict:
+            return self.mapping(typing.get_args(tp)[1], value, path, current)
+        if origin is list:
+            return self.array(typing.get_args(tp)[0], value, path)
+        if origin is Literal:
+            return self.choice(typing.get_args(tp), value, path)
+        if origin is types.UnionType or origin is typing.Union:
+            return self.scalar_union(typing.get_args(tp), value, path)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            self.fail(path, f"expected true or false, got {_describe(value)}")
+            return _INVALID
+        if tp is str:
+            if isinstance(value, str):
+                return value
+            self.fail(path, f"expected a string, got {_describe(value)}")
+            return _INVALID
+        if tp is int or tp is float:
+            return self.number(tp, value, path, meta)
+        raise TypeError(f"{path}: unsupported schema type {tp!r}")  # a bug in core.config
+
+    def number(self, tp: type, value: Any, path: str, meta: Any) -> Any:
+        lo, hi = meta.get("min"), meta.get("max")
+        if meta.get("unit") == "duration":
+            try:
+                x = parse_duration(value)
+            except ValueError as exc:
+                self.fail(path, str(exc))
+                return _INVALID
+            expected = _bounds("a duration", lo, hi, " s")
+        elif tp is int:
+            integral = isinstance(value, float) and value.is_integer()
+            if isinstance(value, bool) or not (isinstance(value, int) or integral):
+                self.fail(path, f"expected {_bounds('an integer', lo, hi)}, got {_describe(value)}")
+                return _INVALID
+            x = int(value)
+            expected = _bounds("an integer", lo, hi)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.fail(path, f"expected {_bounds('a number', lo, hi)}, got {_describe(value)}")
+                return _INVALID
+            x = float(value)
+            if not math.isfinite(x):
+                self.fail(path, f"expected a finite number, got {_plain(value)}")
+                return _INVALID
+            expected = _bounds("a number", lo, hi)
+        if (lo is not None and x < lo) or (hi is not None and x > hi):
+            self.fail(path, f"expected {expected}, got {_plain(value)}")
+            return _INVALID
+        return x
+
+    def choice(self, choices: tuple[Any, ...], value: Any, path: str) -> Any:
+        if value in choices and isinstance(value, str):
+            return value
+        listed = ", ".join(repr(c) for c in choices)
+        close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        got = _plain(value) if isinstance(value, str) else _describe(value)
+        self.fail(path, f"expected one of {listed}, got {got}{hint}")
+        return _INVALID
+
+    def scalar_union(self, options: tuple[Any, ...], value: Any, path: str) -> Any:
+        if isinstance(value, bool):
+            ok = bool in options
+        elif isinstance(value, int | float):
+            ok = float in options and math.isfinite(value)
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, str) and str in options
+        if ok:
+            return value
+        names = {bool: "a boolean", float: "a number", str: "a string", int: "an integer"}
+        wanted = [names[o] for o in options if o in names]
+        listed = ", ".join(wanted[:-1]) + f" or {wanted[-1]}" if len(wanted) > 1 else wanted[0]
+        self.fail(path, f"expected {listed}, got {_describe(value)}")
+        return _INVALID
+
+    def mapping(self, item: Any, value: Any, path: str, current: dict[str, Any]) -> Any:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a table, got {_describe(value)}")
+            return _INVALID
+        named = dataclasses.is_dataclass(item)
+        merged = path in _MERGED_DICTS
+        result: dict[str, Any] = dict(current) if merged else {}
+        for key, entry in value.items():
+            sub = _join(path, str(key))
+            if not isinstance(key, str) or not key:
+                self.fail(sub, f"expected a non-empty name, got {_describe(key)}")
+                continue
+            if named and not _NAME.fullmatch(key):
+                self.fail(sub, f"expected a name of lowercase letters, digits and '-', got {key!r}")
+                continue
+            if named:
+                base = current.get(key) if merged else None
+                converted = self.table(item, entry, sub, base if base is not None else item())
+            else:
+                converted = self.value(item, entry, sub, {}, None)
+            if converted is not _INVALID:
+                result[key] = converted
+        return result
+
+    def array(self, item: Any, value: Any, path: str) -> Any:
+        if not isinstance(value, list):
+            self.fail(path, f"expected an array of tables ([[{path}]]), got {_describe(value)}")
+            return _INVALID
+        return [self.table(item, v, f"{path}[{i}]", item()) for i, v in enumerate(value)]
+
+    def check(self, s: Scenario) -> Scenario:
+        """Cross-field checks, each skipped when its fields already have problems."""
+        for name in ("autoscaler", "vm"):
+            group = getattr(s.app, name)
+            path = f"app.{name}"
+            if not self.failed_under(path) and not group.min <= group.initial <= group.max:
+                self.fail(
+                    path,
+                    f"expected min <= initial <= max, got min={group.min}, "
+                    f"initial={group.initial}, max={group.max}",
+                )
+        mix = s.traffic.mix
+        if not self.failed_under("traffic.mix") and mix.static + mix.read + mix.write <= 0:
+            got = f"static={_fmt(mix.static)}, read={_fmt(mix.read)}, write={_fmt(mix.write)}"
+            self.fail("traffic.mix", f"expected fractions with a sum > 0, got {got}")
+        if not self.failed_under("traffic.regions") and not s.traffic.regions:
+            self.fail("traffic.regions", "expected at least one region, got none")
+        for i, fault in enumerate(s.faults):
+            if not self.failed_under(f"faults[{i}].kind") and not fault.kind:
+                self.fail(f"faults[{i}].kind", "expected a fault kind such as 'kill_container'")
+        if self.failed_under("traffic.regions", "network.links"):
+            return s
+        return self.complete_links(s)
+
+    def complete_links(self, s: Scenario) -> Scenario:
+        """Reject unknown link names; give each region without its own links the defaults."""
+        regions = list(s.traffic.regions)
+        links = dict(s.network.links)
+        known = set(_FIXED_LINKS) | {f"{kind}-{r}" for r in regions for kind in ("client", "edge")}
+        known |= set(Scenario().network.links)
+        for name in links:
+            if name not in known:
+                hint = _unknown_key(name, sorted(known), what="link")
+                self.fail(_join("network.links", name), hint)
+        for r in regions:
+            for kind in ("client", "edge"):
+                links.setdefault(f"{kind}-{r}", LinkConfig())
+        if links == s.network.links:
+            return s
+        return dataclasses.replace(s, network=dataclasses.replace(s.network, links=links))
+
+
+def _unknown_key(key: str, valid: list[str], what: str = "key") -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    if close:
+        return f"unknown {what} (did you mean {close[0]!r}?)"
+    return f"unknown {what} (expected one of: {', '.join(valid)})"
