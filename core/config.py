@@ -113,6 +113,7 @@ def _default_links() -> dict[str, LinkConfig]:
         "edge-us": LinkConfig(latency=0.045, jitter=0.004),
         "lb-app": LinkConfig(latency=0.0005, jitter=0.0001),
         "app-db": LinkConfig(latency=0.0005, jitter=0.0001),
+        "db-repl": LinkConfig(latency=0.0005, jitter=0.0001),
     }
 
 
@@ -120,7 +121,8 @@ def _default_links() -> dict[str, LinkConfig]:
 class NetworkConfig:
     links: dict[str, LinkConfig] = field(default_factory=_default_links)
     """``client-<region>`` (client to its edge), ``edge-<region>`` (edge to the balancer),
-    ``lb-app`` (balancer to containers), ``app-db`` (containers to the database)."""
+    ``lb-app`` (balancer to containers), ``app-db`` (containers to the database), ``db-repl``
+    (between database nodes: replication and the leader lease)."""
     rto: float = dur(0.2, min=0.001)
     """TCP retransmission timeout paid per lost packet (doubles per consecutive loss)."""
     connect_timeout: float = dur(1.0, min=0.001)
@@ -242,13 +244,62 @@ class AppConfig:
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
 
 
+Replication = Literal["async", "sync", "semi_sync"]
+
+
+@dataclass(frozen=True)
+class FailoverConfig:
+    """Patroni-like leader election."""
+
+    ttl: float = dur(30.0, min=0.1)
+    """Leader lease: without a renewal for this long, the replicas may take over."""
+    loop_wait: float = dur(10.0, min=0.1)
+    maximum_lag_on_failover: int = num(1000, min=0)
+    """A replica further behind than this many LSNs is never promoted."""
+    fencing: bool = True
+    """A primary that cannot renew its lease demotes itself (off: split brain is possible)."""
+    promote_time: float = dur(2.0)
+    restart: float = dur(60.0)
+    """How long a killed database node takes to come back."""
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    interval: float = dur(300.0, min=1.0)
+    """A full base backup this often."""
+    archive_interval: float = dur(10.0, min=0.1)
+    """The log archive is shipped this often (the PITR recovery point lags by up to this)."""
+    restore_base: float = dur(20.0)
+    """Fixed time to lay down a base backup."""
+    replay_rate: float = num(5000.0, min=1.0)
+    """Archived log records replayed per second during a restore."""
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """Until the database tier lands, a request's database step is a plain delay."""
+    """A primary and replicas; every node's data is real, in SQLite."""
 
     enabled: bool = True
-    read: float = dur(0.003)
-    write: float = dur(0.008)
+    replicas: int = num(2, min=0, max=8)
+    pool: int = num(20, min=1)
+    """Connections per node: queries beyond this queue."""
+    read: float = dur(0.002)
+    """Mean query time of a read (exponential), before disk slowness."""
+    write: float = dur(0.001)
+    """Mean CPU time of a write, before its commit's fsync."""
+    fsync: float = dur(0.002)
+    """Disk flush latency paid by every commit (and by replicas confirming)."""
+    apply_rate: float = num(2000.0, min=0.1)
+    """Log records per second a replica applies."""
+    replication: Replication = "async"
+    sync_replicas: int = num(1, min=1)
+    """sync / semi_sync: a write is acknowledged after this many replicas confirm it."""
+    semi_sync_timeout: float = dur(10.0, min=0.001)
+    reads_from: Literal["replicas", "primary"] = "replicas"
+    read_your_writes: bool = True
+    """A client's read goes to the primary while replicas lag behind its own last write."""
+    failover: FailoverConfig = field(default_factory=FailoverConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
 
 
 @dataclass(frozen=True)

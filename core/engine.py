@@ -8,15 +8,19 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import ALGORITHMS, FaultSpec, Scenario, ScenarioError
 from core.faults import CATALOGUE, ActiveFault, FaultError, resolve_params, target_problem
 from core.kernel import Kernel
+from core.model.database import StorageSink
 from core.model.world import World
 from core.protocol import Command, Event, Snapshot
 
 from . import snapshot as views
+
+if TYPE_CHECKING:
+    from core.storage import Storage
 
 
 class CommandError(ValueError):
@@ -32,7 +36,13 @@ CONTROL_COMMANDS = {
     "set_autoscaler": "turn the autoscaler on or off (params: enabled)",
     "set_retries": "set balancer retries (params: retries, budget)",
     "set_timeout": "set the balancer's per-attempt timeout (params: seconds)",
+    "switchover": "hand the primary role to a replica gracefully (target: a replica, optional)",
+    "set_replication": "set the replication mode (params: mode async|sync|semi_sync, k)",
+    "set_fencing": "turn primary self-fencing on or off (params: enabled)",
+    "restore": "point-in-time restore of the database (params: time, default latest)",
+    "backup": "take a full base backup now",
 }
+REPLICATION_MODES = ("async", "sync", "semi_sync")
 
 
 class Engine:
@@ -92,6 +102,38 @@ class Engine:
         while self.kernel.now < end:
             self.kernel.run_until(min(self.kernel.now + step, end))
             progress((self.kernel.now - start) / seconds if seconds else 1.0)
+
+    async def run_async(
+        self,
+        seconds: float,
+        storage: Storage | None = None,
+        progress: Callable[[float], None] | None = None,
+        slice_seconds: float = 1.0,
+    ) -> None:
+        """Advance ``seconds`` as fast as possible, yielding to the event loop between slices so
+        storage can write; past its high-water mark the engine waits for it."""
+        start = self.kernel.now
+        end = start + seconds
+        while self.kernel.now < end:
+            self.kernel.run_until(min(self.kernel.now + slice_seconds, end))
+            if progress is not None:
+                progress((self.kernel.now - start) / seconds if seconds else 1.0)
+            if storage is not None:
+                await storage.relieve()
+        if storage is not None:
+            await storage.flush()
+
+    def attach_storage(self, sink: StorageSink) -> None:
+        """Mirror every database node's applied rows into ``sink`` (from t=0 only)."""
+        db = self.world.db
+        if db is None:
+            raise CommandError("storage: this scenario has no database tier")
+        if self.kernel.now > 0 or any(n.log for n in db.nodes.values()):
+            raise CommandError("storage: attach it before the run starts")
+        db.sink = sink
+
+    def db_nodes(self) -> list[str]:
+        return list(self.world.db.nodes) if self.world.db is not None else []
 
     def step(self) -> bool:
         """Run exactly one event."""
@@ -250,6 +292,64 @@ class Engine:
         self.world.balancer.timeout = seconds
         self.emit("info", "balancer", "timeout", f"per-attempt timeout {seconds:g} s",
                   "changed by the user")
+        return ""
+
+    def _database(self, cmd: Command) -> Any:
+        if self.world.db is None:
+            raise CommandError(f"{cmd.kind}: this scenario has no database tier")
+        return self.world.db
+
+    def _cmd_switchover(self, cmd: Command) -> str:
+        db = self._database(cmd)
+        target = None
+        if cmd.target:
+            target = db.nodes.get(cmd.target)
+            if target is None:
+                raise CommandError(f"switchover.target: expected one of {', '.join(db.nodes)}, "
+                                   f"got {cmd.target!r}")
+        assert self.world.failover is not None
+        try:
+            chosen = self.world.failover.switchover(target)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        return str(chosen.id)
+
+    def _cmd_set_replication(self, cmd: Command) -> str:
+        db = self._database(cmd)
+        mode = self._param(cmd, "mode", str)
+        if mode not in REPLICATION_MODES:
+            raise CommandError(f"set_replication.mode: expected one of "
+                               f"{', '.join(REPLICATION_MODES)}, got {mode!r}")
+        k = int(self._param(cmd, "k", int)) if "k" in cmd.params else db.k
+        if not 1 <= k <= len(db.nodes) - 1:
+            raise CommandError(f"set_replication.k: expected 1..{len(db.nodes) - 1}, got {k}")
+        db.set_mode(mode, k)
+        self.emit("info", "database", "replication", f"replication: {mode}"
+                  + (f" (k={k})" if mode != "async" else ""), "changed by the user")
+        return ""
+
+    def _cmd_set_fencing(self, cmd: Command) -> str:
+        db = self._database(cmd)
+        db.fencing = bool(self._param(cmd, "enabled", bool))
+        self.emit("info", "database", "fencing", f"fencing {'on' if db.fencing else 'off'}",
+                  "changed by the user")
+        return ""
+
+    def _cmd_restore(self, cmd: Command) -> str:
+        self._database(cmd)
+        t = float(self._param(cmd, "time", float)) if "time" in cmd.params else None
+        assert self.world.backups is not None
+        try:
+            self.world.backups.restore(t)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        return ""
+
+    def _cmd_backup(self, cmd: Command) -> str:
+        self._database(cmd)
+        assert self.world.backups is not None
+        if not self.world.backups.take():
+            raise CommandError("backup: no healthy primary to copy")
         return ""
 
     def _check_spec(self, index: int, spec: FaultSpec) -> list[str]:

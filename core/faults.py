@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.model.compute import TERMINATED
+from core.model.database import DbNode
 from core.model.world import World
 
 
@@ -50,7 +51,8 @@ Clear = Callable[[World, str, dict[str, Any], ActiveFault], None]
 class FaultKind:
     name: str
     target: str
-    """container, vm, host, link, edge, balancer, region, region?, edge?, node or none."""
+    """container, vm, host, link, edge, balancer, region, db, node (any of those) or none; a
+    trailing ? makes the target optional."""
     description: str
     params: dict[str, float]
     inject: Inject
@@ -100,7 +102,8 @@ def _describe(world: World | None, t: str) -> str:
         "edge": list(world.edges),
         "balancer": ["lb-1", "lb-2"],
         "region": list(world.regions),
-        "node": ["a container, VM, host, edge or link id"],
+        "db": list(world.db.nodes) if world.db is not None else [],
+        "node": ["a container, edge, link or database node id"],
     }.get(t, [])
     return f"one of {', '.join(names)}" if names else f"a {t}"
 
@@ -121,8 +124,10 @@ def _lookup(world: World, t: str, target: str) -> object | None:
         return target if target in ("lb-1", "lb-2") else None
     if t == "region":
         return world.regions.get(target)
+    if t == "db":
+        return world.db.nodes.get(target) if world.db is not None else None
     if t == "node":
-        for sub in ("container", "link", "edge"):
+        for sub in ("container", "link", "edge", "db"):
             found = _lookup(world, sub, target)
             if found is not None:
                 return found
@@ -234,6 +239,10 @@ def _partition(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
     node = _lookup(w, "node", target)
     if node is None:
         raise FaultError(f"no node or link {target!r} to partition")
+    if isinstance(node, DbNode):
+        assert w.failover is not None
+        w.failover.set_partition(node, "all")
+        return "cut off from the application, its peers and the lease store"
     if hasattr(node, "partitioned"):
         node.partitioned = True
     if target in w.edges:
@@ -244,6 +253,10 @@ def _partition(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
 
 def _partition_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
     node = _lookup(w, "node", target)
+    if isinstance(node, DbNode):
+        assert w.failover is not None
+        w.failover.set_partition(node, "")
+        return
     if node is not None and hasattr(node, "partitioned"):
         node.partitioned = False
     if target in w.edges:
@@ -326,6 +339,79 @@ def _retry_storm_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault)
     b.timeout = f.saved["timeout"]
 
 
+def _db(w: World, target: str) -> DbNode:
+    if w.db is None:
+        raise FaultError("this scenario has no database tier")
+    node = w.db.nodes.get(target) if target else w.db.leader_node()
+    if node is None:
+        raise FaultError(f"no database node {target!r}")
+    return node
+
+
+def _kill_db(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
+    node = _db(w, target)
+    f.target = node.id
+    assert w.failover is not None
+    was = node.role
+    w.failover.kill(node)
+    if was == "primary":
+        return (f"writes fail until the lease expires (up to {w.failover.cfg.ttl:g} s) and a "
+                "replica is promoted")
+    return "reads move to the other replicas"
+
+
+def _db_partition(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
+    node = _db(w, target)
+    assert w.failover is not None and w.db is not None
+    w.failover.set_partition(node, "cluster")
+    if node.role == "primary":
+        return ("it cannot renew its lease or ship its log; "
+                + ("it demotes itself when the lease runs out" if w.db.fencing else
+                   "with fencing off it keeps taking writes: split brain ahead"))
+    return "it stops receiving the log: its lag grows until the partition heals"
+
+
+def _db_partition_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
+    assert w.failover is not None
+    w.failover.set_partition(_db(w, target), "")
+
+
+def _replica_lag(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
+    node = _db(w, target)
+    f.saved = {"rate": node.apply_rate}
+    node.apply_rate = max(float(p["rate"]), 0.1)
+    return f"it applies only {node.apply_rate:g} log records/s: lag and stale reads grow"
+
+
+def _replica_lag_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
+    node = _db(w, target)
+    node.apply_rate = f.saved["rate"]
+    assert w.db is not None
+    w.db.kick_apply(node)
+
+
+def _slow_disk(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
+    node = _db(w, target)
+    node.disk = max(float(p["factor"]), 1.0)
+    return (f"reads and fsyncs take {node.disk:g}x longer; requests hold application workers "
+            "meanwhile")
+
+
+def _slow_disk_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
+    _db(w, target).disk = 1.0
+
+
+def _skew(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
+    node = _db(w, target)
+    node.skew = float(p["seconds"])
+    return (f"its clock runs {node.skew:g} s behind: its commit timestamps are off and, as a "
+            "primary, it notices an expired lease late")
+
+
+def _skew_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
+    _db(w, target).skew = 0.0
+
+
 CATALOGUE: dict[str, FaultKind] = {
     k.name: k
     for k in (
@@ -344,7 +430,7 @@ CATALOGUE: dict[str, FaultKind] = {
                   {"latency": 0.2, "jitter": 0.02}, _latency, _latency_clear),
         FaultKind("packet_loss", "link", "drop a fraction of packets on a link",
                   {"loss": 0.05}, _loss, _loss_clear),
-        FaultKind("partition", "node", "cut a container, edge or link off the network", {},
+        FaultKind("partition", "node", "cut a container, edge, link or database node off", {},
                   _partition, _partition_clear),
         FaultKind("lb_failure", "balancer?", "fail a balancer (default: the active one)", {},
                   _lb_fail, _lb_clear),
@@ -355,6 +441,17 @@ CATALOGUE: dict[str, FaultKind] = {
                   {"factor": 3.0}, _spike, _spike_clear),
         FaultKind("region_outage", "region", "a region's edge and uplink go dark", {},
                   _region_down, _region_clear),
+        FaultKind("kill_db", "db?", "kill a database node (default: the primary)", {},
+                  _kill_db),
+        FaultKind("db_partition", "db", "cut a database node from its peers and the lease "
+                  "store (the application still reaches it)", {}, _db_partition,
+                  _db_partition_clear),
+        FaultKind("replica_lag", "db", "throttle a replica's log apply rate",
+                  {"rate": 10.0}, _replica_lag, _replica_lag_clear),
+        FaultKind("slow_disk", "db", "make a database node's disk slow",
+                  {"factor": 50.0}, _slow_disk, _slow_disk_clear),
+        FaultKind("clock_skew", "db", "set a database node's clock behind",
+                  {"seconds": 30.0}, _skew, _skew_clear),
         FaultKind("retry_storm", "none", "aggressive retries with no budget",
                   {"retries": 3.0, "budget": 10.0, "timeout": 0.0}, _retry_storm,
                   _retry_storm_clear),

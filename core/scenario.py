@@ -45,7 +45,7 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _MERGED_DICTS = frozenset({"network.links"})
 """Tables whose entries merge over the default entries (the engine needs every default link);
 every other table given in a file replaces its default wholesale."""
-_FIXED_LINKS = ("lb-app", "app-db")
+_FIXED_LINKS = ("lb-app", "app-db", "db-repl")
 _BUILTIN_PACKAGE = "core.scenarios"
 _INVALID: Any = object()
 

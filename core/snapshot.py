@@ -123,11 +123,60 @@ def nodes(world: World) -> list[NodeState]:
             info={"trend": c.done_series.values(TREND, now)},
         ))
     db = world.db
-    out.append(NodeState(
-        id="db", tier="database", kind="db-stub", state="up" if db is not None else "disabled",
-        metrics={"reads": db.reads if db else 0, "writes": db.writes if db else 0},
-    ))
+    if db is not None:
+        for n in db.nodes.values():
+            lag_lsn, lag_s = db.lag(n)
+            out.append(NodeState(
+                id=n.id, tier="database", kind="db", state=n.label(),
+                parent=db.leader if n.id != db.leader else "",
+                metrics={
+                    "lsn": len(n.log),
+                    "applied": n.applied,
+                    "lag_lsn": lag_lsn,
+                    "lag_s": _r(lag_s),
+                    "pool_busy": n.busy,
+                    "pool_size": n.pool,
+                    "queue": len(n.queue),
+                    "ops": _r(n.ops.rate(now, 5)),
+                    "reads": n.reads,
+                    "writes": n.writes,
+                    "stale_reads": n.stale_reads,
+                    "timeline": n.timeline,
+                    "disk": _r(n.disk),
+                    "skew": _r(n.skew),
+                    "apply_rate": _r(n.apply_rate),
+                },
+                info={"partition": n.partition, "trend": n.ops.values(TREND, now)},
+            ))
     return out
+
+
+def database_info(world: World) -> dict[str, Any]:
+    db = world.db
+    if db is None:
+        return {"enabled": False}
+    backups = world.backups
+    assert backups is not None
+    return {
+        "enabled": True,
+        "mode": db.mode + (" (fell back to async)" if db.degraded else ""),
+        "sync_replicas": db.k,
+        "fencing": db.fencing,
+        "leader": db.leader,
+        "lease_s": _r(max(db.lease_expiry - world.kernel.now, 0.0)),
+        "acked_writes": db.acked,
+        "lost_writes": db.lost_writes,
+        "conflicts": db.conflicts,
+        "rewound": db.rewound,
+        "stale_reads": db.stale_reads,
+        "failovers": db.failovers,
+        "backups": len(backups.base) - 1,
+        "last_backup": backups.base[-1][0],
+        "archive_lsn": len(backups.archive),
+        "archived_at": _r(backups.archived_at),
+        "restoring": db.restoring,
+        "last_restore": dict(backups.last_restore),
+    }
 
 
 def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
@@ -154,6 +203,7 @@ def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
             "target": a.target,
             "last_decision": a.last_decision,
         },
+        "database": database_info(world),
         "series": {
             "rps": world.arrivals.values(TREND, world.kernel.now),
             "errors": world.error_series.values(TREND, world.kernel.now),
@@ -228,6 +278,7 @@ def summary(engine: Engine) -> dict[str, Any]:
             "good_ratio": _r(world.slo.good_ratio),
             "budget_remaining": _r(world.slo.budget_remaining),
         },
+        "database": database_info(world),
         "faults": list(engine.fault_log),
         "events": engine.event_count,
     }

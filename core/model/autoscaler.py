@@ -34,7 +34,8 @@ class Autoscaler:
         self.scale_ups = 0
         self.scale_downs = 0
         self.max_replicas = cluster.replicas
-        self._history: deque[tuple[float, int]] = deque()
+        self._history: deque[tuple[float, int]] = deque([(kernel.now, cluster.replicas)])
+        """Recommendations of the stabilisation window, seeded with the starting count."""
         kernel.call_later(cfg.period, self._sync)
 
     def _sync(self, _: object) -> None:
@@ -49,14 +50,27 @@ class Autoscaler:
         self.utilisation = util
         if not self.enabled:
             return
-        self.decide(util, now)
+        self.decide(util, now, len(ready))
 
-    def decide(self, util: float, now: float) -> None:
+    def decide(self, util: float, now: float, running: int | None = None) -> None:
+        """``util`` is the mean utilisation of the ``running`` ready containers; the others
+        (starting or pending) count as idle when scaling up and as at target when scaling
+        down, as the HPA does for pods without metrics."""
         cfg = self.cfg
         current = self.cluster.replicas
+        if running is None:
+            running = current
+        usage = util * running
+        missing = max(current - running, 0)
         ratio = util / self.target
-        within = abs(ratio - 1.0) <= cfg.tolerance
-        rec = current if within else math.ceil(current * ratio - 1e-9)
+        if abs(ratio - 1.0) <= cfg.tolerance:
+            rec = current
+        elif ratio > 1.0:
+            rec = math.ceil(usage / self.target - 1e-9)
+            if rec <= current:
+                rec = current
+        else:
+            rec = math.ceil(usage / self.target + missing - 1e-9)
         rec = min(max(rec, self.min), self.max)
         self.recommendation = rec
         self._history.append((now, rec))

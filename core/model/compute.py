@@ -215,7 +215,8 @@ class Container:
             att.handle = db.submit(att, endpoint == WRITE, self._db_done)
 
     def _db_done(self, att: Attempt, ok: bool, cause: str) -> None:
-        self._finish(att, ok, cause)
+        if att in self.jobs:  # else the container died while the database worked on it
+            self._finish(att, ok, cause)
 
     def _finish(self, att: Attempt, ok: bool, cause: str) -> None:
         att.handle = None
@@ -531,7 +532,7 @@ class Cluster:
         coming = sum(
             cap - len(v.containers)
             for v in self.vms.values()
-            if v.state in ("booting", "down")
+            if v.state == "booting" or (v.state == "down" and v.host.up)
         )
         while still > coming and len(self.vms) < self.cfg.vm.max:
             if self.boot_vm(f"{still} container(s) have no VM with room") is None:

@@ -16,9 +16,11 @@ from core.kernel import Kernel
 from core.metrics import Histogram, RollingHistogram, Series, SloBudget
 
 from .autoscaler import Autoscaler
+from .backup import Backups
 from .balancer import Balancer
 from .compute import Cluster
-from .database import DelayDatabase
+from .database import DatabaseTier
+from .failover import Failover
 from .network import Edge, Link
 from .traffic import STATIC, Region, Request, Zipf
 
@@ -48,11 +50,15 @@ class World:
         self.cdn_enabled = scenario.cdn.enabled
         self.hit_latency = scenario.cdn.hit_latency
         self.dns_failover = scenario.cdn.dns_failover
-        self.db = (
-            DelayDatabase(scenario.database, kernel, self.links["app-db"])
-            if scenario.database.enabled
-            else None
-        )
+        self.db: DatabaseTier | None = None
+        self.failover: Failover | None = None
+        self.backups: Backups | None = None
+        if scenario.database.enabled:
+            dbc = scenario.database
+            self.db = DatabaseTier(dbc, kernel, emit, self.links["app-db"],
+                                   self.links["db-repl"], net.connect_timeout)
+            self.failover = Failover(dbc.failover, kernel, self.db, emit)
+            self.backups = Backups(dbc.backup, kernel, self.db, emit)
         self.cluster = Cluster(scenario.app, kernel, emit, self.db)
         self.balancer = Balancer(
             scenario.balancer, kernel, self.links["lb-app"], net.connect_timeout, emit, self.reply
@@ -170,6 +176,16 @@ class World:
         if not req.fetch:
             self.finish(req, ok, cause, back + self.client_links[req.region].delay(now))
             return
+        req.ok = ok
+        req.cause = cause
+        self.kernel.call_later(back, self._fetch_back, req)
+
+    def _fetch_back(self, req: Request) -> None:
+        """An origin fetch's answer reaches its edge: cache it and answer the waiters."""
+        edge = req.edge
+        assert edge is not None
+        now = self.kernel.now
+        ok, cause = req.ok, req.cause
         if edge.inflight.get(req.key) is req:
             del edge.inflight[req.key]
         if ok:
@@ -177,7 +193,7 @@ class World:
         stale = not ok and edge.has_stale(req.key)
         assert req.waiters is not None
         for w in req.waiters:
-            d = back + self.client_links[w.region].delay(now)
+            d = self.client_links[w.region].delay(now)
             if ok:
                 self.finish(w, True, "", d)
             elif stale:

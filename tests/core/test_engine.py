@@ -120,6 +120,7 @@ def test_every_fault_injects_clears_and_explains(kind: str) -> None:
         "balancer": "lb-1",
         "region": "us",
         "node": "app-2",
+        "db": "db-2",
     }
     fk = CATALOGUE[kind]
     target = "" if fk.target in ("none",) else targets[fk.target.rstrip("?")]
