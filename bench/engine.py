@@ -6,6 +6,8 @@ something on any machine:
 * ``mm4``: M/M/4 at rho 0.8 on stackyard's kernel (plain callbacks) vs idiomatic SimPy.
 * ``default``: the built-in ``default`` scenario run headless for 10 simulated minutes, against
   the kernel's M/M/4 customer rate from the first line.
+* ``storage``: ``default`` with every database node's rows in SQLite (aiosqlite, in memory)
+  against the same run without storage; storage on should keep at least half the throughput.
 """
 
 from __future__ import annotations
@@ -145,9 +147,51 @@ def bench_default(baseline_rate: float) -> None:
     )
 
 
+def _default_wall(simulated: float, storage: bool) -> tuple[float, int, int]:
+    """(wall seconds, requests, rows written) of ``default`` run through the async driver."""
+    import asyncio
+
+    from core.engine import Engine
+    from core.scenario import load_builtin
+    from core.storage import Storage
+
+    async def run() -> tuple[float, int, int]:
+        eng = Engine(load_builtin("default"))
+        store = None
+        if storage:
+            store = Storage(eng.db_nodes())
+            await store.open()
+            eng.attach_storage(store)
+            store.start()
+        t0 = perf_counter()
+        await eng.run_async(simulated, store)
+        wall = perf_counter() - t0
+        rows = store.rows_written if store is not None else 0
+        if store is not None:
+            await store.close()
+        return wall, eng.summary()["requests"]["arrived"], rows
+
+    return asyncio.run(run())
+
+
+def bench_storage() -> None:
+    """Print the storage on/off line (same scenario, seed and invocation)."""
+    simulated = 300.0
+    off = min((_default_wall(simulated, False) for _ in range(2)), key=lambda r: r[0])
+    on = min((_default_wall(simulated, True) for _ in range(2)), key=lambda r: r[0])
+    rate_off, rate_on = off[1] / off[0], on[1] / on[0]
+    print(
+        f"storage: default {simulated:.0f} s simulated; storage off {rate_off:,.0f} requests/s, "
+        f"on {rate_on:,.0f} requests/s ({on[2]:,} SQLite rows); "
+        f"ratio on/off {rate_on / rate_off:.2f} (target >= 0.5)",
+        flush=True,
+    )
+
+
 def main() -> None:
     baseline = bench_mm4()
     bench_default(baseline)
+    bench_storage()
 
 
 if __name__ == "__main__":

@@ -333,6 +333,22 @@ class Series:
         return sum(self._get(s) for s in range(end - n, end)) / n
 
 
+class Meter:
+    """A per-second :class:`Series` fed by sampling a running total once a simulated second,
+    so the per-event path only bumps an integer."""
+
+    __slots__ = ("_prev", "series")
+
+    def __init__(self, capacity: int = 600) -> None:
+        self.series = Series(capacity)
+        self._prev = 0.0
+
+    def sample(self, now: float, total: float) -> None:
+        """Record ``total``'s growth over the second that just ended at ``now``."""
+        self.series.set(now - 1.0, total - self._prev)
+        self._prev = total
+
+
 class SloBudget:
     """An availability-and-latency SLO: a request is good if it succeeded within ``latency``."""
 

@@ -22,12 +22,12 @@ def _r(x: float, digits: int = 6) -> float:
 def kpis(world: World, active_faults: int) -> dict[str, float]:
     now = world.kernel.now
     p50, p95, p99 = world.recent.quantiles(now, (0.5, 0.95, 0.99))
-    done = world.done.rate(now, 5)
-    errs = world.error_series.rate(now, 5)
-    hits = sum(sum(e.hit_series.values(10, now)) for e in world.edges.values())
-    lookups = sum(sum(e.lookup_series.values(10, now)) for e in world.edges.values())
+    done = world.done.series.rate(now, 5)
+    errs = world.errors_meter.series.rate(now, 5)
+    hits = sum(sum(e.hit_meter.series.values(10, now)) for e in world.edges.values())
+    lookups = sum(sum(e.lookup_meter.series.values(10, now)) for e in world.edges.values())
     return {
-        "rps": _r(world.arrivals.rate(now, 5)),
+        "rps": _r(world.arrivals.series.rate(now, 5)),
         "p50": _r(p50),
         "p95": _r(p95),
         "p99": _r(p99),
@@ -58,18 +58,18 @@ def nodes(world: World) -> list[NodeState]:
     now = world.kernel.now
     out: list[NodeState] = []
     for edge in world.edges.values():
-        hits = sum(edge.hit_series.values(10, now))
-        looks = sum(edge.lookup_series.values(10, now))
+        hits = sum(edge.hit_meter.series.values(10, now))
+        looks = sum(edge.lookup_meter.series.values(10, now))
         out.append(NodeState(
             id=edge.id, tier="network", kind="edge", state="up" if edge.up else "down",
             metrics={
-                "rps": _r(edge.requests.rate(now, 5)),
+                "rps": _r(edge.requests.series.rate(now, 5)),
                 "hit_ratio": _r(hits / looks if looks else 0.0),
                 "objects": len(edge.cache),
                 "fetches": edge.fetches,
                 "collapsed": edge.collapsed,
             },
-            info={"trend": edge.requests.values(TREND, now)},
+            info={"trend": edge.requests.series.values(TREND, now)},
         ))
     bal = world.balancer
     for i, node in enumerate(bal.nodes):
@@ -98,10 +98,10 @@ def nodes(world: World) -> list[NodeState]:
         out.append(NodeState(id=vm.id, tier="app", kind="vm", state=vm.state, parent=vm.host.id,
                              metrics={"load": _r(vm.load), "vcpus": vm.vcpus,
                                       "containers": len(vm.containers)}))
-    total_share = sum(b.series.rate(now, 5) for b in bal.backends.values())
+    total_share = sum(b.meter.series.rate(now, 5) for b in bal.backends.values())
     for c in sorted(world.cluster.containers.values(), key=lambda c: int(c.id.split("-")[1])):
         b = bal.backends.get(c.id)
-        sent = b.series.rate(now, 5) if b is not None else 0.0
+        sent = b.meter.series.rate(now, 5) if b is not None else 0.0
         out.append(NodeState(
             id=c.id, tier="app", kind="container", state=container_state(world, c),
             parent=c.vm.id if c.vm else "",
@@ -113,14 +113,14 @@ def nodes(world: World) -> list[NodeState]:
                 "cpu": _r(c.cpu_series.rate(now, 5)),
                 "memory_mb": _r(c.memory()),
                 "memory_limit_mb": c.mem_limit,
-                "rps": _r(c.done_series.rate(now, 5)),
-                "errors": _r(c.error_series.rate(now, 5)),
+                "rps": _r(c.done_meter.series.rate(now, 5)),
+                "errors": _r(c.error_meter.series.rate(now, 5)),
                 "share": _r(sent / total_share if total_share else 0.0),
                 "restarts": c.restarts,
                 "active": b.active if b is not None else 0,
                 "ewma": _r(b.ewma if b is not None else 0.0),
             },
-            info={"trend": c.done_series.values(TREND, now)},
+            info={"trend": c.done_meter.series.values(TREND, now)},
         ))
     db = world.db
     if db is not None:
@@ -137,7 +137,7 @@ def nodes(world: World) -> list[NodeState]:
                     "pool_busy": n.busy,
                     "pool_size": n.pool,
                     "queue": len(n.queue),
-                    "ops": _r(n.ops.rate(now, 5)),
+                    "ops": _r(n.ops.series.rate(now, 5)),
                     "reads": n.reads,
                     "writes": n.writes,
                     "stale_reads": n.stale_reads,
@@ -146,7 +146,7 @@ def nodes(world: World) -> list[NodeState]:
                     "skew": _r(n.skew),
                     "apply_rate": _r(n.apply_rate),
                 },
-                info={"partition": n.partition, "trend": n.ops.values(TREND, now)},
+                info={"partition": n.partition, "trend": n.ops.series.values(TREND, now)},
             ))
     return out
 
@@ -170,6 +170,7 @@ def database_info(world: World) -> dict[str, Any]:
         "rewound": db.rewound,
         "stale_reads": db.stale_reads,
         "failovers": db.failovers,
+        "last_promotion": dict(db.last_promotion),
         "backups": len(backups.base) - 1,
         "last_backup": backups.base[-1][0],
         "archive_lsn": len(backups.archive),
@@ -205,8 +206,8 @@ def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
         },
         "database": database_info(world),
         "series": {
-            "rps": world.arrivals.values(TREND, world.kernel.now),
-            "errors": world.error_series.values(TREND, world.kernel.now),
+            "rps": world.arrivals.series.values(TREND, world.kernel.now),
+            "errors": world.errors_meter.series.values(TREND, world.kernel.now),
             "p99": world.p99_series.values(TREND, world.kernel.now),
         },
     }

@@ -7,14 +7,17 @@ Every user error (a bad flag, an unknown scenario, a bad file) is one line on st
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from core.config import Scenario, ScenarioError
 from core.scenario import builtin_description, builtin_names, parse_duration, resolve
+from core.storage import Storage, StorageError, check
 
 PROG = "stackyard"
 USAGE_ERROR = 2
@@ -78,6 +81,17 @@ def _command_parser() -> _Parser:
     run.add_argument("--duration", type=_duration, help="simulated time, e.g. 30s, 10m, 1h")
     run.add_argument("--seed", type=_seed, help="random seed (default: the scenario's)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="keep every database node's rows in SQLite and compare them with the model",
+    )
+    run.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="keep the SQLite databases as files in DIR"
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="with --data-dir: replace an earlier run's data"
+    )
     run.set_defaults(handler=_cmd_run)
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
@@ -154,27 +168,104 @@ def _cmd_run(args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None else scenario.run.duration
     eng = engine_class(scenario, seed=args.seed)
     bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
+    problems: list[str] = []
     try:
-        eng.run_for(duration, progress=bar)
+        if args.check or args.data_dir is not None:
+            if not eng.db_nodes():
+                raise UsageError("--check and --data-dir need a scenario with a database tier")
+            summary = asyncio.run(_run_with_storage(eng, duration, args, bar, problems))
+        else:
+            eng.run_for(duration, progress=bar)
+            summary = eng.summary()
+    except StorageError as exc:
+        raise UsageError(str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
-    summary = eng.summary()
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         print(format_summary(summary, scenario))
-    return 0
+    for line in problems:
+        print(f"{PROG}: consistency: {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+async def _run_with_storage(
+    eng: Any,
+    duration: float,
+    args: argparse.Namespace,
+    bar: Callable[[float], None] | None,
+    problems: list[str],
+) -> dict[str, Any]:
+    """Run with every database node's data in SQLite; with --check, compare it with the model."""
+    storage = Storage(eng.db_nodes(), args.data_dir)
+    await storage.open(overwrite=args.overwrite)
+    try:
+        eng.attach_storage(storage)
+        storage.start()
+        await eng.run_async(duration, storage, progress=bar)
+        summary: dict[str, Any] = eng.summary()
+        summary["storage"] = {
+            "rows_written": storage.rows_written,
+            "batches": storage.batches,
+            "backpressure_waits": storage.backpressure_waits,
+            "peak_queue": storage.peak_pending,
+            "data_dir": str(args.data_dir) if args.data_dir is not None else None,
+        }
+        if args.check:
+            problems.extend(await check(eng.world.db, storage))
+            summary["consistency"] = {"ok": not problems, "problems": list(problems)}
+    finally:
+        await storage.close()
+    return summary
 
 
 def _cmd_tui(argv: list[str]) -> int:
     args = _tui_parser().parse_args(argv)
-    resolve(args.scenario)
-    print(
-        f"{PROG}: the TUI is not built yet; try '{PROG} run {args.scenario}' for a headless run",
-        file=sys.stderr,
-    )
-    return USAGE_ERROR
+    scenario = resolve(args.scenario)
+    engine_class = _engine_class()
+    if engine_class is None:
+        print(f"{PROG}: the engine (core.engine) is not available", file=sys.stderr)
+        return INTERNAL_ERROR
+    if args.theme is not None:
+        _check_theme(args.theme)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            f"the TUI needs a terminal (stdin and stdout are not both a TTY); "
+            f"try '{PROG} run {args.scenario}' for a headless run"
+        )
+    from core.session import LocalSession
+    from tui.app import run_app
+
+    engine = engine_class(scenario, seed=args.seed)
+    storage = None
+    if hasattr(engine, "db_nodes") and engine.db_nodes():
+        from core.storage import Storage
+
+        storage = Storage(engine.db_nodes())
+        engine.attach_storage(storage)
+    session = LocalSession(engine, speed=args.speed, publish_hz=_publish_hz(scenario),
+                           storage=storage)
+    return run_app(session, theme=args.theme)
+
+
+def _publish_hz(scenario: Scenario) -> float:
+    """Snapshots per wall second: the scenario's interval, kept within 4-10 Hz."""
+    interval = scenario.run.snapshot_interval
+    return min(10.0, max(4.0, 1.0 / interval if interval > 0 else 5.0))
+
+
+def _check_theme(name: str) -> None:
+    from tui.themes import ThemeError, builtin_themes, resolve_name, user_themes
+
+    available = [t.name for t in builtin_themes()] + user_themes().names()
+    from textual.theme import BUILTIN_THEMES
+
+    try:
+        resolve_name(name, [*available, *BUILTIN_THEMES])
+    except ThemeError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class _ProgressBar:
@@ -307,6 +398,46 @@ def format_summary(summary: dict[str, Any], scenario: Scenario | None = None) ->
                 f"error budget left {_fmt(_num(slo, 'budget_remaining'), _pct)}",
             )
         )
+    db = _section(summary, "database")
+    if db.get("enabled"):
+        rows.append(
+            (
+                "database",
+                f"{db.get('mode', '?')}, leader {db.get('leader', '?')}; "
+                f"{_fmt(_num(db, 'failovers'), _count)} failovers, "
+                f"{_fmt(_num(db, 'lost_writes'), _count)} lost writes, "
+                f"{_fmt(_num(db, 'conflicts'), _count)} conflicts, "
+                f"{_fmt(_num(db, 'rewound'), _count)} rewound, "
+                f"{_fmt(_num(db, 'stale_reads'), _count)} stale reads, "
+                f"{_fmt(_num(db, 'backups'), _count)} backups",
+            )
+        )
+        restore = db.get("last_restore")
+        if isinstance(restore, dict) and restore:
+            rows.append(
+                (
+                    "restore",
+                    f"to {_fmt(_num(restore, 'recovery_point'), _seconds)}: "
+                    f"RTO {_fmt(_num(restore, 'rto'), _seconds)}, "
+                    f"RPO {_fmt(_num(restore, 'rpo'), _seconds)}, "
+                    f"{_fmt(_num(restore, 'restored'), _count)} writes kept, "
+                    f"{_fmt(_num(restore, 'discarded'), _count)} dropped",
+                )
+            )
+    storage = _section(summary, "storage")
+    if storage:
+        where = storage.get("data_dir") or "memory"
+        rows.append(
+            (
+                "storage",
+                f"{_fmt(_num(storage, 'rows_written'), _count)} rows in SQLite ({where}), "
+                f"{_fmt(_num(storage, 'backpressure_waits'), _count)} back-pressure waits",
+            )
+        )
+    consistency = _section(summary, "consistency")
+    if consistency:
+        ok = consistency.get("ok")
+        rows.append(("consistency", "every node's rows match the model" if ok else "MISMATCH"))
     faults = summary.get("faults")
     if isinstance(faults, list):
         rows.append(("faults", "; ".join(str(f) for f in faults) if faults else "none"))

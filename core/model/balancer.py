@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.config import ALGORITHMS, BalancerConfig
 from core.kernel import Handle, Kernel
-from core.metrics import Series
+from core.metrics import Meter
 
 from .traffic import Request
 
@@ -62,8 +62,8 @@ class Backend:
         "hc_ok",
         "healthy",
         "id",
+        "meter",
         "picks",
-        "series",
         "weight",
     )
 
@@ -82,7 +82,7 @@ class Backend:
         self.ewma = 0.0
         self.ewma_time = now
         self.picks = 0
-        self.series = Series()
+        self.meter = Meter()
         """Requests sent to it per second (the balancer's share over recent seconds)."""
 
 
@@ -247,7 +247,6 @@ class Balancer:
         att = Attempt(req, backend, now, retry)
         backend.active += 1
         backend.picks += 1
-        backend.series.add(now)
         self.inflight += 1
         self.forwarded += 1
         if retry:
@@ -260,7 +259,7 @@ class Balancer:
         if self.link.partitioned or container.partitioned:
             att.handle = self.kernel.call_later(self.connect_timeout, self._unreachable, att)
         else:
-            att.handle = self.kernel.call_later(self.link.delay(now), container.receive, att)
+            container.receive(att, self.link.delay(now))
 
     def _unreachable(self, att: Attempt) -> None:
         self.respond(att, False, "partition")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.config import AppConfig
 from core.kernel import Handle, Kernel
-from core.metrics import Series
+from core.metrics import Meter, Series
 
 from .traffic import STATIC, WRITE
 
@@ -111,9 +111,8 @@ class Container:
         self.started = 0
         self.wait_total = 0.0
         """Seconds attempts spent queued for a worker, summed over ``started`` attempts."""
-        self.done_series = Series()
-        self.error_series = Series()
-        self.busy_series = Series()
+        self.done_meter = Meter()
+        self.error_meter = Meter()
         self._timer: Handle | None = None
         self._leak_timer: Handle | None = None
 
@@ -135,7 +134,7 @@ class Container:
         if not self.queue:
             return 0.0
         now = self.kernel.now
-        throughput = self.done_series.rate(now, 5) + self.error_series.rate(now, 5)
+        throughput = self.done_meter.series.rate(now, 5) + self.error_meter.series.rate(now, 5)
         return len(self.queue) / throughput if throughput > 0 else float("inf")
 
     def probe_why(self) -> str:
@@ -150,28 +149,28 @@ class Container:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def receive(self, att: Attempt) -> None:
-        """An attempt arrives from the balancer."""
+    def receive(self, att: Attempt, lead: float = 0.0) -> None:
+        """An attempt from the balancer, arriving ``lead`` seconds from now (the link delay is
+        folded into the first event rather than given one of its own)."""
         att.handle = None
-        att.arrived = self.kernel.now
+        att.arrived = self.kernel.now + lead
         state = self.state
         if state != RUNNING and state != DRAINING:
             self.cluster.respond(att, False, "conn_refused")
             return
         if self.busy < self.workers:
-            self._start(att)
+            self._start(att, lead)
         elif len(self.queue) < self.qcap:
             self.queue.append(att)
             if self.memory() > self.mem_limit:
                 self.crash("oom", "memory above its limit")
         else:
             self.failed += 1
-            self.error_series.add(self.kernel.now)
             self.cluster.respond(att, False, "queue_full")
 
-    def _start(self, att: Attempt) -> None:
+    def _start(self, att: Attempt, lead: float = 0.0) -> None:
         self.started += 1
-        self.wait_total += self.kernel.now - att.arrived
+        self.wait_total += self.kernel.now + lead - att.arrived
         self.busy += 1
         self.jobs[att] = None
         rate = self.rates[att.req.endpoint]
@@ -192,7 +191,7 @@ class Container:
         if vm.load > vm.vcpus:
             factor *= vm.load / vm.vcpus
         factor *= vm.host.slowdown
-        att.handle = self.kernel.call_later(demand * factor, self._cpu_done, att)
+        att.handle = self.kernel.call_later(lead + demand * factor, self._cpu_done, att)
 
     def _release_cpu(self, att: Attempt) -> None:
         att.cpu = False
@@ -222,13 +221,10 @@ class Container:
         att.handle = None
         self.jobs.pop(att, None)
         self.busy -= 1
-        now = self.kernel.now
         if ok:
             self.completed += 1
-            self.done_series.add(now)
         else:
             self.failed += 1
-            self.error_series.add(now)
         self.cluster.respond(att, ok, cause)
         if self.queue:
             self._start(self.queue.popleft())
@@ -366,8 +362,10 @@ class Container:
         used = self.cpu_seconds - self.cpu_mark + self.hog * span
         return min(used / (self.cpu * span), 1.0)
 
-    def sample_cpu(self, now: float) -> None:
-        """Record the last second's CPU use (called once per simulated second)."""
+    def sample(self, now: float) -> None:
+        """Record the last second's figures (called once per simulated second)."""
+        self.done_meter.sample(now, self.completed)
+        self.error_meter.sample(now, self.failed)
         used = self.cpu_seconds - self.cpu_prev + self.hog
         self.cpu_prev = self.cpu_seconds
         self.cpu_series.set(now - 1.0, min(used / self.cpu, 1.0))

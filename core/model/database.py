@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from core.config import DatabaseConfig
 from core.kernel import Handle, Kernel
-from core.metrics import Series
+from core.metrics import Meter
 
 if TYPE_CHECKING:
     from .balancer import Attempt
@@ -120,7 +120,8 @@ class DbNode:
         self.reads = 0
         self.writes = 0
         self.stale_reads = 0
-        self.ops = Series()
+        self.ops = Meter()
+        """Queries answered per second (sampled)."""
 
     def label(self) -> str:
         if not self.up:
@@ -175,7 +176,10 @@ class DatabaseTier:
         self.rewound = 0
         self.stale_reads = 0
         self.failovers = 0
+        self.last_promotion: dict[str, object] = {}
         self.restoring = False
+        self.on_ack: Callable[[Write], None] | None = None
+        """Observer of every acknowledged write (recorders and tests)."""
 
     # -- the app's entry point --------------------------------------------------------------
 
@@ -190,7 +194,11 @@ class DatabaseTier:
             self.kernel.call_later(self.connect_timeout, _fail, (att, done, "partition"))
             return None
         op = Op(att, write, done, node)
-        self.kernel.call_later(self.app_link.delay(now), self._arrive, op)
+        delay = self.app_link.delay(now)
+        if node.busy < node.pool and node.up and node.serving():
+            self._start(op, delay)  # a free connection: fold the trip into the query's event
+        else:
+            self.kernel.call_later(delay, self._arrive, op)
         return None
 
     def app_reachable(self, n: DbNode) -> bool:
@@ -234,18 +242,21 @@ class DatabaseTier:
         else:
             self._answer(op, False, "db_pool_full")
 
-    def _start(self, op: Op) -> None:
+    def _start(self, op: Op, lead: float = 0.0) -> None:
+        """Run ``op`` on a free connection, ``lead`` seconds from now. A read's event also
+        carries the answer's trip back; a write's commit must happen at its own time."""
         node = op.node
         node.busy += 1
         node.inflight[op] = None
-        op.started = self.kernel.now
+        now = self.kernel.now
+        op.started = now + lead
         rng = self.rng
         if op.write:
             cpu = rng.expovariate(self.write_rate) if self.write_rate else 0.0
-            self.kernel.call_later(cpu + self.cfg.fsync * node.disk, self._commit, op)
+            self.kernel.call_later(lead + cpu + self.cfg.fsync * node.disk, self._commit, op)
         else:
             t = (rng.expovariate(self.read_rate) if self.read_rate else 0.0) * node.disk
-            self.kernel.call_later(t, self._read_done, op)
+            self.kernel.call_later(lead + t + self.app_link.delay(now), self._read_done, op)
 
     def _release(self, op: Op) -> bool:
         """Free the op's connection; False if the node lost it meanwhile (crash, restore)."""
@@ -262,11 +273,10 @@ class DatabaseTier:
             return
         node = op.node
         node.reads += 1
-        node.ops.add(self.kernel.now)
         if node.role == "replica" and self.key_lsn.get(op.att.req.key, 0) > node.applied:
             node.stale_reads += 1
             self.stale_reads += 1
-        self._answer(op, True, "")
+        op.done(op.att, True, "")
 
     def _commit(self, op: Op) -> None:
         if not self._release(op):
@@ -283,7 +293,6 @@ class DatabaseTier:
         node.log.append(w)
         node.applied = w.lsn
         node.writes += 1
-        node.ops.add(now)
         if self.sink is not None:
             self.sink.apply(node.id, w)
         self.replicate(node)
@@ -305,6 +314,8 @@ class DatabaseTier:
                 self.acked_lsn = w.lsn
         else:
             self.conflicts += 1
+        if self.on_ack is not None:
+            self.on_ack(w)
         if op is not None:
             self._answer(op, True, "")
 

@@ -174,6 +174,8 @@ class Failover:
         tier.lease_expiry = now + self.cfg.ttl
         tier.optime = cut
         tier.failovers += 1
+        tier.last_promotion = {"node": r.id, "time": now, "lsn": cut, "from": old.id,
+                               "lost": len(lost)}
         tier.acked_lsn = min(tier.acked_lsn, cut)
         tier.key_lsn = {k: v for k, v in tier.key_lsn.items() if v <= cut}
         tier.client_lsn = {c: v for c, v in tier.client_lsn.items() if v <= cut}

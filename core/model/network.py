@@ -6,7 +6,7 @@ import random
 from collections import OrderedDict
 
 from core.config import CdnConfig, LinkConfig
-from core.metrics import Series
+from core.metrics import Meter
 
 from .traffic import Request
 
@@ -15,6 +15,7 @@ class Link:
     """A one-hop path. Its delay is folded into the next event's time, never an event itself."""
 
     __slots__ = (
+        "_random",
         "bandwidth",
         "busy_until",
         "jitter",
@@ -24,7 +25,6 @@ class Link:
         "partitioned",
         "rng",
         "rto",
-        "sent",
     )
 
     def __init__(self, name: str, cfg: LinkConfig, rto: float, rng: random.Random) -> None:
@@ -37,15 +37,15 @@ class Link:
         self.rng = rng
         self.partitioned = False
         self.busy_until = 0.0
-        self.sent = 0
+        self._random = rng.random
 
     def delay(self, now: float) -> float:
         """One-way delay of a message sent now: latency +- jitter, plus a retransmission
         timeout per lost packet (doubling), plus queueing behind a bandwidth cap."""
-        self.sent += 1
         d = self.latency
-        if self.jitter:
-            d += (self.rng.random() * 2.0 - 1.0) * self.jitter
+        jitter = self.jitter
+        if jitter:
+            d += (self._random() * 2.0 - 1.0) * jitter
             if d < 0.0:
                 d = 0.0
         if self.loss:
@@ -89,18 +89,23 @@ class Edge:
         self.collapsed = 0
         self.fetches = 0
         self.stale_served = 0
-        self.requests = Series()
-        self.hit_series = Series()
-        self.lookup_series = Series()
+        self.seen = 0
+        """Client requests that reached it (cache lookups and pass-through API calls)."""
+        self.requests = Meter()
+        self.hit_meter = Meter()
+        self.lookup_meter = Meter()
+
+    def sample(self, now: float) -> None:
+        self.requests.sample(now, self.seen)
+        self.hit_meter.sample(now, self.hits)
+        self.lookup_meter.sample(now, self.hits + self.misses)
 
     def lookup(self, key: int, now: float) -> bool:
         """True on a fresh hit (and refresh its LRU position)."""
-        self.lookup_series.add(now)
         entry = self.cache.get(key)
         if entry is not None and entry.expires > now:
             self.cache.move_to_end(key)
             self.hits += 1
-            self.hit_series.add(now)
             return True
         self.misses += 1
         return False

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from core.config import Scenario
 from core.kernel import Kernel
-from core.metrics import Histogram, RollingHistogram, Series, SloBudget
+from core.metrics import Histogram, Meter, RollingHistogram, Series, SloBudget
 
 from .autoscaler import Autoscaler
 from .backup import Backups
@@ -79,9 +79,9 @@ class World:
         self.sojourn_total = 0.0
         self.latency = Histogram()
         self.recent = RollingHistogram(10)
-        self.arrivals = Series()
-        self.done = Series()
-        self.error_series = Series()
+        self.arrivals = Meter()
+        self.done = Meter()
+        self.errors_meter = Meter()
         self.p99_series = Series()
         self.slo = SloBudget(scenario.slo.target, scenario.slo.latency)
         for region in self.regions.values():
@@ -112,7 +112,6 @@ class World:
         self._rid += 1
         req = Request(self._rid, now, region.name, endpoint, key, client)
         self.arrived += 1
-        self.arrivals.add(now)
         edge, penalty = self._edge_for(region.name)
         clink = self.client_links[region.name]
         if edge is None:
@@ -123,7 +122,7 @@ class World:
             return
         delay = clink.delay(now) + penalty
         req.edge = edge
-        edge.requests.add(now)
+        edge.seen += 1
         if endpoint == STATIC and self.cdn_enabled:
             kernel.call_later(delay, self._at_edge, req)
             return
@@ -216,17 +215,25 @@ class World:
             self.completed += 1
             self.latency.record(latency)
             self.recent.record(now, latency)
-            self.done.add(now)
             self.slo.record(True, latency)
         else:
             self.failed += 1
             self.errors[req.cause] = self.errors.get(req.cause, 0) + 1
-            self.error_series.add(now)
             self.slo.record(False, latency)
 
     def _second(self, _: object) -> None:
         now = self.kernel.now
         self.p99_series.set(now - 1.0, self.recent.quantile(now, 0.99))
+        self.arrivals.sample(now, self.arrived)
+        self.done.sample(now, self.completed)
+        self.errors_meter.sample(now, self.failed)
+        for edge in self.edges.values():
+            edge.sample(now)
+        for b in self.balancer.backends.values():
+            b.meter.sample(now, b.picks)
         for c in self.cluster.containers.values():
-            c.sample_cpu(now)
+            c.sample(now)
+        if self.db is not None:
+            for node in self.db.nodes.values():
+                node.ops.sample(now, node.reads + node.writes)
         self.kernel.call_later(1.0, self._second)

@@ -383,3 +383,13 @@ def test_erlang_c_edges() -> None:
 def test_erlang_c_rejects_bad_parameters(c: int, lam: float, mu: float) -> None:
     with pytest.raises(ValueError, match="erlang_c"):
         erlang_c(c, lam, mu)
+
+
+def test_meter_turns_a_running_total_into_per_second_counts() -> None:
+    from core.metrics import Meter
+
+    meter = Meter()
+    for second, total in enumerate([3, 3, 10, 25], start=1):
+        meter.sample(float(second), total)
+    assert meter.series.values(4, 3.0) == [3.0, 0.0, 7.0, 15.0]
+    assert meter.series.rate(4.0, 4) == 25 / 4
