@@ -270,7 +270,7 @@ class Storage:
             await conn.set_progress_handler(progress, 1000)
             try:
                 cur = await conn.execute(text)
-                fetched = await cur.fetchmany(max_rows + 1)
+                fetched = list(await cur.fetchmany(max_rows + 1))
                 columns = tuple(d[0] for d in cur.description or ())
                 await cur.close()
             except sqlite3.Error as exc:
@@ -279,7 +279,7 @@ class Storage:
                 raise QueryError(f"query failed: {exc}") from exc
             finally:
                 await conn.set_authorizer(None)
-                await conn.set_progress_handler(None, 0)
+                await conn.set_progress_handler(None, 0)  # type: ignore[arg-type]
         return QueryResult(node, columns, [tuple(r) for r in fetched[:max_rows]],
                            len(fetched) > max_rows, time.monotonic() - started)
 

@@ -116,7 +116,7 @@ class Balancer:
         self.nodes = [BalancerNode("lb-1"), BalancerNode("lb-2")]
         self.active_node = 0
         self.takeover_until = 0.0
-        self.algorithm = cfg.algorithm
+        self.algorithm: str = cfg.algorithm
         self.timeout = cfg.timeout
         self.retries = cfg.retries
         self.retry_budget = cfg.retry_budget

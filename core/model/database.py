@@ -154,7 +154,7 @@ class DatabaseTier:
         self.leader = "db-1"
         self.lease_expiry = cfg.failover.ttl
         self.optime = 0
-        self.mode = cfg.replication
+        self.mode: str = cfg.replication
         self.k = cfg.sync_replicas
         self.degraded = False
         """semi_sync fell back to async."""

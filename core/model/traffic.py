@@ -66,7 +66,7 @@ class Zipf:
     def __init__(self, n: int, s: float) -> None:
         weights = [1.0 / (k + 1) ** s for k in range(n)]
         total = math.fsum(weights)
-        self.cdf = list(itertools.accumulate(w / total for w in weights))
+        self.cdf: list[float] = list(itertools.accumulate(w / total for w in weights))
         self.cdf[-1] = 1.0
 
     def draw(self, rng: random.Random) -> int:

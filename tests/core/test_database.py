@@ -378,3 +378,22 @@ def test_snapshot_shows_roles_lag_and_losses() -> None:
     info = snap.info["database"]
     assert info["leader"] == "db-1" and info["mode"] == "async"
     assert {"lost_writes", "conflicts", "rewound", "stale_reads", "backups"} <= set(info)
+
+
+async def test_storage_falling_behind_applies_back_pressure_not_memory() -> None:
+    engine = Engine(light(), seed=4)
+    storage = Storage(engine.db_nodes(), high_water=50, batch=20)
+    await storage.open()
+    try:
+        engine.attach_storage(storage)
+        storage.start()
+        await engine.run_async(120.0, storage, slice_seconds=1.0)
+        assert storage.rows_written > 10_000
+        assert storage.backpressure_waits > 60, "the driver waited for the writer"
+        one_slice = 3 * 60  # three nodes, generously above the ~35 writes per second
+        assert storage.peak_pending < storage.high_water + one_slice
+        assert storage.pending == 0
+        assert engine.world.db is not None
+        assert await check(engine.world.db, storage) == []
+    finally:
+        await storage.close()
