@@ -298,6 +298,8 @@ class DatabaseConfig:
     reads_from: Literal["replicas", "primary"] = "replicas"
     read_your_writes: bool = True
     """A client's read goes to the primary while replicas lag behind its own last write."""
+    timeout: float = dur(5.0)
+    """The application's statement timeout: it gives up on a query after this (0 = never)."""
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
 

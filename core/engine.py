@@ -5,13 +5,21 @@ A run is fully defined by scenario + seed + the command log, so it can be re-sim
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.config import ALGORITHMS, FaultSpec, Scenario, ScenarioError
-from core.faults import CATALOGUE, ActiveFault, FaultError, resolve_params, target_problem
+from core.faults import (
+    CATALOGUE,
+    ActiveFault,
+    FaultError,
+    claims,
+    resolve_params,
+    target_problem,
+)
 from core.kernel import Kernel
 from core.model.database import StorageSink
 from core.model.world import World
@@ -60,6 +68,10 @@ class Engine:
         self.commands: list[tuple[float, Command]] = []
         self._fault_seq = 0
         self._snap_seq = 0
+        self._cmd_seq = 0
+        self._scheduled: list[tuple[float, int, Command]] = []
+        """Commands waiting for their time (run by :meth:`run_until`, after that instant's
+        events)."""
         _check_links(scenario)
         self.world = World(scenario, self.kernel, self.emit)
         problems = [p for i, spec in enumerate(scenario.faults) for p in self._check_spec(i, spec)]
@@ -89,18 +101,31 @@ class Engine:
         return self.kernel.now
 
     def run_until(self, t: float) -> None:
-        self.kernel.run_until(t)
+        """Advance the clock to ``t``. A command scheduled at time ``c`` runs after every event
+        due at ``c``, exactly as a live command sent when the clock reads ``c`` would; so
+        replaying a run's command log reproduces it."""
+        kernel = self.kernel
+        scheduled = self._scheduled
+        while scheduled and scheduled[0][0] <= t:
+            at, _, cmd = heapq.heappop(scheduled)
+            kernel.run_until(at)
+            try:
+                self._execute(cmd)
+            except CommandError as exc:
+                self.emit("warning", cmd.target or "engine", "command_skipped",
+                          f"{cmd.kind} on {cmd.target or 'everything'} skipped", str(exc))
+        kernel.run_until(t)
 
     def run_for(self, seconds: float, progress: Callable[[float], None] | None = None) -> None:
         """Advance ``seconds`` of simulated time as fast as the CPU allows."""
         end = self.kernel.now + seconds
         if progress is None:
-            self.kernel.run_until(end)
+            self.run_until(end)
             return
         start = self.kernel.now
         step = max(seconds / 200.0, 0.5)
         while self.kernel.now < end:
-            self.kernel.run_until(min(self.kernel.now + step, end))
+            self.run_until(min(self.kernel.now + step, end))
             progress((self.kernel.now - start) / seconds if seconds else 1.0)
 
     async def run_async(
@@ -115,7 +140,7 @@ class Engine:
         start = self.kernel.now
         end = start + seconds
         while self.kernel.now < end:
-            self.kernel.run_until(min(self.kernel.now + slice_seconds, end))
+            self.run_until(min(self.kernel.now + slice_seconds, end))
             if progress is not None:
                 progress((self.kernel.now - start) / seconds if seconds else 1.0)
             if storage is not None:
@@ -136,7 +161,10 @@ class Engine:
         return list(self.world.db.nodes) if self.world.db is not None else []
 
     def step(self) -> bool:
-        """Run exactly one event."""
+        """Run exactly one event (or the scheduled command due before it)."""
+        if self._scheduled and self._scheduled[0][0] <= self.kernel.peek():
+            self.run_until(self._scheduled[0][0])
+            return True
         return self.kernel.step()
 
     # -- commands ---------------------------------------------------------------------------
@@ -147,16 +175,10 @@ class Engine:
         Raises CommandError for a command that cannot apply (nothing changes then)."""
         self._validate(cmd)
         if cmd.at is not None and cmd.at > self.kernel.now:
-            self.kernel.call_at(cmd.at, self._apply_scheduled, cmd)
+            self._cmd_seq += 1
+            heapq.heappush(self._scheduled, (cmd.at, self._cmd_seq, cmd))
             return ""
         return self._execute(cmd)
-
-    def _apply_scheduled(self, cmd: Command) -> None:
-        try:
-            self._execute(cmd)
-        except CommandError as exc:
-            self.emit("warning", cmd.target or "engine", "command_skipped",
-                      f"{cmd.kind} on {cmd.target or 'everything'} skipped", str(exc))
 
     def _validate(self, cmd: Command) -> None:
         if cmd.kind in CONTROL_COMMANDS:
@@ -173,8 +195,10 @@ class Engine:
         except FaultError as exc:
             raise CommandError(str(exc)) from exc
         d = cmd.params.get("duration", 0)
-        if isinstance(d, bool) or not isinstance(d, int | float) or d < 0:
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < 1e9:
             raise CommandError(f"{cmd.kind}.duration: expected seconds >= 0, got {d!r}")
+        if cmd.at is not None and not (isinstance(cmd.at, int | float) and math.isfinite(cmd.at)):
+            raise CommandError(f"{cmd.kind}.at: expected a time in seconds, got {cmd.at!r}")
 
     def _execute(self, cmd: Command) -> str:
         self.commands.append((self.kernel.now, cmd))
@@ -191,6 +215,14 @@ class Engine:
             raise CommandError(f"{cmd.kind}.target: {problem}")
         duration = float(cmd.params.get("duration", 0) or 0)
         params = resolve_params(kind, {k: v for k, v in cmd.params.items() if k != "duration"})
+        if kind.clear is not None:
+            mine = claims(kind.name, cmd.target, self.world)
+            for other in self.faults.values():
+                if mine & claims(other.kind, other.target, self.world):
+                    raise CommandError(
+                        f"{cmd.kind}.target: {other.kind} is already active on "
+                        f"{other.target or 'everything'} as {other.id}; clear it first"
+                    )
         now = self.kernel.now
         self._fault_seq += 1
         fault = ActiveFault(f"f{self._fault_seq}", kind.name, cmd.target, params, now,
@@ -263,8 +295,11 @@ class Engine:
 
     def _cmd_set_replicas(self, cmd: Command) -> str:
         n = self._param(cmd, "n", int)
-        if n < 0:
-            raise CommandError(f"set_replicas.n: expected an integer >= 0, got {n}")
+        cluster = self.world.cluster
+        most = cluster.cfg.vm.max * cluster.vm_capacity()
+        if not 0 <= n <= most:
+            raise CommandError(f"set_replicas.n: expected 0..{most} (what {cluster.cfg.vm.max} "
+                               f"VMs hold), got {n}")
         self.world.cluster.set_replicas(n)
         self.emit("info", "autoscaler", "replicas", f"replicas set to {n}", "set by the user")
         return ""

@@ -6,6 +6,7 @@ Each fault kind has a target type, parameters with defaults, an ``inject`` and (
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,17 +146,25 @@ def _container(w: World, target: str) -> Any:
 
 
 def _kill_container(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
-    _container(w, target).crash("killed", "killed by the user")
+    c = _container(w, target)
+    if c.state not in ("running", "starting", "draining"):
+        raise FaultError(f"{target} has no process to kill (it is {c.state})")
+    c.crash("killed", "killed by the user")
     return "its process was killed; the restart policy brings it back after a back-off"
 
 
 def _kill_vm(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
-    w.cluster.kill_vm(w.cluster.vms[target], "killed by the user")
+    vm = w.cluster.vms[target]
+    if vm.state == "down":
+        raise FaultError(f"{target} is already down")
+    w.cluster.kill_vm(vm, "killed by the user")
     return "its containers are gone; the deployment reschedules them and the VM reboots"
 
 
 def _kill_host(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
     host = next(h for h in w.cluster.hosts if h.id == target)
+    if not host.up:
+        raise FaultError(f"{target} is already down")
     w.cluster.kill_host(host, "killed by the user")
     return "every VM on it is down until it reboots; containers are rescheduled"
 
@@ -189,13 +198,15 @@ def _leak_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> Non
 
 def _hog(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
     c = _container(w, target)
-    c.set_hog(float(p["cores"]))
+    c.hog_fault = float(p["cores"])
+    c.set_hog(c.hog_fault if c.state in ("running", "draining") else 0.0)
     return f"a runaway thread burns {p['cores']:g} core(s) inside its {c.cpu:g}-core limit"
 
 
 def _hog_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
     c = w.cluster.containers.get(target)
     if c is not None:
+        c.hog_fault = 0.0
         c.set_hog(0.0)
 
 
@@ -350,6 +361,8 @@ def _db(w: World, target: str) -> DbNode:
 
 def _kill_db(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
     node = _db(w, target)
+    if not node.up:
+        raise FaultError(f"{node.id} is already down")
     f.target = node.id
     assert w.failover is not None
     was = node.role
@@ -459,8 +472,22 @@ CATALOGUE: dict[str, FaultKind] = {
 }
 
 
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "factor": (1e-6, 1000.0, "a multiplier > 0 and <= 1000"),
+    "rate": (0.1, 1e6, "a rate between 0.1 and 1000000 per second"),
+    "loss": (0.0, 1.0, "a fraction between 0 and 1"),
+    "steal": (0.0, 0.95, "a fraction between 0 and 0.95"),
+    "retries": (0.0, 10.0, "a count between 0 and 10"),
+    "budget": (0.0, 100.0, "a ratio between 0 and 100"),
+    "cores": (0.0, 1024.0, "a number of cores between 0 and 1024"),
+}
+"""Bounds of parameters whose range is narrower than any finite number >= 0."""
+MAX_PARAM = 1e6
+
+
 def resolve_params(kind: FaultKind, given: dict[str, Any]) -> dict[str, Any]:
-    """The kind's defaults overlaid with ``given``; unknown or non-numeric values raise."""
+    """The kind's defaults overlaid with ``given``; unknown, non-numeric, non-finite or
+    out-of-range values raise."""
     params: dict[str, Any] = dict(kind.params)
     for key, value in given.items():
         if key not in kind.params:
@@ -468,7 +495,27 @@ def resolve_params(kind: FaultKind, given: dict[str, Any]) -> dict[str, Any]:
             raise FaultError(f"{kind.name}: unknown parameter {key!r} (parameters: {known})")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise FaultError(f"{kind.name}.{key}: expected a number, got {value!r}")
-        if value < 0:
-            raise FaultError(f"{kind.name}.{key}: expected a number >= 0, got {value!r}")
+        lo, hi, what = LIMITS.get(key, (0.0, MAX_PARAM, f"a number between 0 and {MAX_PARAM:g}"))
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise FaultError(f"{kind.name}.{key}: expected {what}, got {value!r}")
         params[key] = float(value)
     return params
+
+
+def claims(kind: str, target: str, world: World) -> set[str]:
+    """What a reversible fault takes over; two active faults may not claim the same thing,
+    since each restores what it replaced when it clears."""
+    if kind == "traffic_spike":
+        return set()  # spikes multiply, so they stack and clear in any order
+    if kind in ("partition", "edge_outage", "db_partition"):
+        keys = {f"reach:{target}"}
+        if target in world.edges:
+            keys.add(f"reach:edge-link-{world.edges[target].region}")
+        if kind == "edge_outage":
+            keys = {f"edge:{target}"}
+        return keys
+    if kind == "region_outage":
+        return {f"edge:edge-{target}", f"reach:edge-link-{target}", f"reach:edge-{target}"}
+    if kind == "lb_failure":
+        return {f"lb:{target or world.balancer.active_id()}"}
+    return {f"{kind}:{target}"}

@@ -183,7 +183,7 @@ class RealtimeDriver:
                 await self._wake.wait()
                 continue
             start = self._clock()
-            await self._advance(start + 0.7 * self.period)
+            kept_up = await self._advance(start + self.period)
             self.ticks += 1
             if not self._paused:
                 self._samples.append((self._clock(), self.engine.now))
@@ -192,9 +192,10 @@ class RealtimeDriver:
                 self.publish()
             rest = self.period - (self._clock() - start)
             self._wake.clear()
-            if rest > 0:
+            if kept_up and rest > 0:
                 await self._wait(rest)
             else:
+                # Behind: straight into the next tick; every slice still yields to the loop.
                 await self._sleep(0)
 
     async def _wait(self, seconds: float) -> None:
@@ -207,8 +208,9 @@ class RealtimeDriver:
             sleeper.cancel()
             waker.cancel()
 
-    async def _advance(self, deadline: float) -> None:
-        """Run the engine in slices to where the clock says it should be, or until deadline."""
+    async def _advance(self, deadline: float) -> bool:
+        """Run the engine in slices to where the clock says it should be, or until deadline;
+        False if the deadline came first (the debt is dropped then)."""
         engine = self.engine
         clock = self._clock
         target = self._sim0 + (clock() - self._wall0) * self._speed
@@ -230,4 +232,5 @@ class RealtimeDriver:
                 # The CPU cannot keep up: drop the debt so the viewer is not starved.
                 self._behind_until = clock() + 1.0
                 self._rebase()
-                return
+                return False
+        return True

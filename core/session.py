@@ -239,15 +239,15 @@ class LocalSession:
 
 def _local_catalogue() -> tuple[ActionInfo, ...]:
     """Fault kinds from core.faults and control commands from core.engine, as plain data."""
-    from core import config
-    from core.engine import CONTROL_COMMANDS
+    from core import config, engine
     from core.faults import CATALOGUE
 
     choices: dict[str, dict[str, tuple[str, ...]]] = {
         "set_algorithm": {"name": tuple(config.ALGORITHMS)},
         "set_replication": {
-            "mode": tuple(getattr(config, "REPLICATION_MODES", REPLICATION_MODES))},
+            "mode": tuple(getattr(engine, "REPLICATION_MODES", REPLICATION_MODES))},
     }
+    CONTROL_COMMANDS: dict[str, str] = engine.CONTROL_COMMANDS
     out = [ActionInfo(k.name, k.description, k.target, dict(k.params),
                       reversible=k.clear is not None) for k in CATALOGUE.values()]
     out += [ActionInfo(name, text, choices=choices.get(name, {}), fault=False)

@@ -92,6 +92,7 @@ class Backups:
         rto = self.cfg.restore_base + replay / self.cfg.replay_rate
         history = len(tier.leader_node().log)
         tier.restoring = True
+        tier.epoch += 1
         for n in tier.nodes.values():
             tier.abort_node(n, "db_restoring")
             self.kernel.cancel(n.apply_handle)

@@ -7,9 +7,9 @@ forwards. When it fails the standby takes the VIP over after ``vip_takeover`` se
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -129,7 +129,9 @@ class Balancer:
         self._ring_keys: list[int] = []
         self.inflight = 0
         self.retries_inflight = 0
-        self._deadlines: deque[tuple[float, Attempt]] = deque()
+        self._deadlines: list[tuple[float, int, Attempt]] = []
+        """A heap of attempt deadlines (the timeout can change while attempts are out)."""
+        self._seq = 0
         self._timer: Handle | None = None
         # counters
         self.forwarded = 0
@@ -252,9 +254,12 @@ class Balancer:
         if retry:
             self.retries_inflight += 1
         if self.timeout > 0.0:
-            self._deadlines.append((now + self.timeout, att))
-            if self._timer is None:
-                self._timer = self.kernel.call_at(now + self.timeout, self._expire)
+            deadline = now + self.timeout
+            self._seq += 1
+            heapq.heappush(self._deadlines, (deadline, self._seq, att))
+            if self._timer is None or deadline < self._timer[0]:
+                self.kernel.cancel(self._timer)
+                self._timer = self.kernel.call_at(deadline, self._expire)
         container = backend.container
         if self.link.partitioned or container.partitioned:
             att.handle = self.kernel.call_later(self.connect_timeout, self._unreachable, att)
@@ -266,15 +271,17 @@ class Balancer:
 
     def _expire(self, _: object) -> None:
         now = self.kernel.now
-        dq = self._deadlines
+        heap = self._deadlines
+        self._timer = None
         # Answered attempts leave from the head whatever their deadline, so the timer fires
         # about once per timeout period rather than once per attempt.
-        while dq and (dq[0][1].done or dq[0][0] <= now):
-            _, att = dq.popleft()
+        while heap and (heap[0][2].done or heap[0][0] <= now):
+            att = heapq.heappop(heap)[2]
             if not att.done:
                 self.timeouts += 1
                 self.respond(att, False, "timeout")
-        self._timer = self.kernel.call_at(dq[0][0], self._expire) if dq else None
+        if heap and self._timer is None:
+            self._timer = self.kernel.call_at(heap[0][0], self._expire)
 
     def respond(self, att: Attempt, ok: bool, cause: str) -> None:
         """A backend's answer (or the balancer giving up on it)."""

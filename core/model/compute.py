@@ -32,6 +32,10 @@ DRAINING = "draining"
 BACKOFF = "backoff"
 TERMINATED = "terminated"
 
+FOLD_LIMIT = 0.001
+"""A link delay up to this is folded into the attempt's first event on the container (its
+state changes land at most this early); a longer one gets an arrival event of its own."""
+
 CRASH_RESET_AFTER = 600.0
 """A container that ran this long without crashing starts its back-off from scratch."""
 
@@ -62,6 +66,8 @@ class Vm:
         self.containers: list[Container] = []
         self.load = 0.0
         """Cores busy across its containers (each capped at its own limit)."""
+        self.boots = 0
+        """Boot attempts so far: a boot timer from an earlier attempt is ignored."""
         self.idle_since = 0.0
         self.ready_at = 0.0
 
@@ -87,6 +93,9 @@ class Container:
         self.state = PENDING
         self.partitioned = False
         self.hog = 0.0
+        self.hog_fault = 0.0
+        """Cores a cpu_hog fault burns while the process runs (a restart ends the hog thread
+        until the fault re-arms it on the next start)."""
         self.leak_rate = 0.0
         self.leaked = 0.0
         self.crash_loop = False
@@ -152,6 +161,9 @@ class Container:
     def receive(self, att: Attempt, lead: float = 0.0) -> None:
         """An attempt from the balancer, arriving ``lead`` seconds from now (the link delay is
         folded into the first event rather than given one of its own)."""
+        if lead > FOLD_LIMIT:
+            att.handle = self.kernel.call_later(lead, self.receive, att)
+            return
         att.handle = None
         att.arrived = self.kernel.now + lead
         state = self.state
@@ -170,7 +182,9 @@ class Container:
 
     def _start(self, att: Attempt, lead: float = 0.0) -> None:
         self.started += 1
-        self.wait_total += self.kernel.now + lead - att.arrived
+        wait = self.kernel.now + lead - att.arrived
+        if wait > 0.0:
+            self.wait_total += wait
         self.busy += 1
         self.jobs[att] = None
         rate = self.rates[att.req.endpoint]
@@ -262,6 +276,8 @@ class Container:
         self.running_since = now
         self.mark_time = now
         self.cpu_mark = self.cpu_seconds
+        if self.hog_fault:
+            self.set_hog(self.hog_fault)
         self.cluster.changed(self)
         self.cluster.emit("info", self.id, "container_up", f"{self.id} running",
                           "its process started and passes readiness")
@@ -277,9 +293,14 @@ class Container:
         """The process dies; the restart policy brings it back after a growing back-off."""
         if self.state in (TERMINATED, PENDING, BACKOFF):
             return
+        if self.state == DRAINING:  # it was on its way out: it does not come back
+            self.cluster.terminate(self, f"{'OOM-killed' if cause == 'oom' else 'killed'} "
+                                         "while draining")
+            return
         now = self.kernel.now
         was = self.state
         self._abort_all("oom" if cause == "oom" else "conn_reset")
+        self.set_hog(0.0)
         if was == RUNNING and now - self.running_since >= CRASH_RESET_AFTER:
             self.restarts = 0
         self.restarts += 1
@@ -323,9 +344,7 @@ class Container:
         """Gone for good: fail what it holds and cancel its timers."""
         if self.jobs or self.queue:
             self._abort_all(cause)
-        if self.cpu_busy and self.vm is not None:
-            self.vm.load -= min(self.cpu_busy + self.hog, self.cpu)
-        self.cpu_busy = 0
+        self.set_hog(0.0)  # after the abort, cpu_busy is 0: this removes the last of its load
         self.kernel.cancel(self._timer)
         self.kernel.cancel(self._leak_timer)
         self._timer = self._leak_timer = None
@@ -474,11 +493,13 @@ class Cluster:
         self.vm_boots += 1
         self.emit("info", vm.id, "vm_boot", f"{vm.id} booting on {vm.host.id}",
                   f"{why}; ready in {self.cfg.vm.boot:g} s")
-        self.kernel.call_later(self.cfg.vm.boot, self._vm_booted, vm)
+        vm.boots += 1
+        self.kernel.call_later(self.cfg.vm.boot, self._vm_booted, (vm, vm.boots))
         return vm
 
-    def _vm_booted(self, vm: Vm) -> None:
-        if vm.state == "booting" and vm.host.up and self.vms.get(vm.id) is vm:
+    def _vm_booted(self, arg: tuple[Vm, int]) -> None:
+        vm, boot = arg
+        if vm.boots == boot and vm.state == "booting" and vm.host.up and self.vms.get(vm.id) is vm:
             self._vm_ready(vm)
 
     def _vm_ready(self, vm: Vm) -> None:
@@ -578,9 +599,10 @@ class Cluster:
     def _reboot_vm(self, vm: Vm) -> None:
         if vm.state == "down" and vm.host.up and self.vms.get(vm.id) is vm:
             vm.state = "booting"
+            vm.boots += 1
             self.emit("info", vm.id, "vm_boot", f"{vm.id} rebooting",
                       f"auto-healing; ready in {self.cfg.vm.boot:g} s")
-            self.kernel.call_later(self.cfg.vm.boot, self._vm_booted, vm)
+            self.kernel.call_later(self.cfg.vm.boot, self._vm_booted, (vm, vm.boots))
 
     def kill_host(self, host: Host, why: str) -> None:
         if not host.up:

@@ -10,6 +10,7 @@ a replica catches up). Failover lives in :mod:`.failover`, backups in :mod:`.bac
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -27,6 +28,9 @@ Emit = Callable[[str, str, str, str, str], None]
 
 QUEUE_LIMIT = 1000
 """Queries waiting for a connection on one node before it refuses more."""
+FOLD_LIMIT = 0.001
+"""A network trip up to this is folded into the query's own event; a longer one gets an event
+of its own, so a slow link never holds a connection while the query is still travelling."""
 
 
 class Database(Protocol):
@@ -80,7 +84,7 @@ class StorageSink(Protocol):
 class Op:
     """A query in flight on the database tier."""
 
-    __slots__ = ("att", "done", "node", "started", "write")
+    __slots__ = ("answered", "att", "back", "done", "node", "started", "write")
 
     def __init__(self, att: Attempt, write: bool, done: DbCallback, node: DbNode) -> None:
         self.att = att
@@ -88,6 +92,9 @@ class Op:
         self.done = done
         self.node = node
         self.started = 0.0
+        self.back = 0.0
+        self.answered = False
+        """The application has its answer (or gave up waiting): later answers are dropped."""
 
 
 class DbNode:
@@ -111,6 +118,8 @@ class DbNode:
         self.busy = 0
         self.queue: deque[Op] = deque()
         self.inflight: dict[Op, None] = {}
+        self.waiting: deque[tuple[Write, Op]] = deque()
+        """Committed writes waiting for replica confirmations (sync / semi-sync)."""
         self.disk = 1.0
         self.skew = 0.0
         self.apply_rate = cfg.apply_rate
@@ -162,8 +171,13 @@ class DatabaseTier:
         self.sink: StorageSink | None = None
         self._wid = 0
         self._rr = 0
-        self._waiting: deque[tuple[Write, Op]] = deque()
         self._semi_timer: Handle | None = None
+        self._deadlines: list[tuple[float, int, Op]] = []
+        self._deadline_timer: Handle | None = None
+        self._seq = 0
+        self.timeouts = 0
+        self.epoch = 0
+        """Bumped by a restore: HA steps begun before it are void."""
         self.key_lsn: dict[int, int] = {}
         """Per key: the LSN of its latest acknowledged write in the leader's history."""
         self.client_lsn: dict[int, int] = {}
@@ -194,19 +208,45 @@ class DatabaseTier:
             self.kernel.call_later(self.connect_timeout, _fail, (att, done, "partition"))
             return None
         op = Op(att, write, done, node)
+        if self.cfg.timeout > 0:
+            self._watch(op, now + self.cfg.timeout)
         delay = self.app_link.delay(now)
-        if node.busy < node.pool and node.up and node.serving():
+        if delay <= FOLD_LIMIT and node.busy < node.pool and node.up and node.serving():
             self._start(op, delay)  # a free connection: fold the trip into the query's event
         else:
             self.kernel.call_later(delay, self._arrive, op)
         return None
+
+    def _watch(self, op: Op, deadline: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._deadlines, (deadline, self._seq, op))
+        if self._deadline_timer is None:
+            self._deadline_timer = self.kernel.call_at(deadline, self._expire)
+
+    def _expire(self, _: object) -> None:
+        """The application's statement timeout: answered ops leave whatever their deadline."""
+        self._deadline_timer = None
+        now = self.kernel.now
+        heap = self._deadlines
+        while heap and (heap[0][2].answered or heap[0][0] <= now):
+            op = heapq.heappop(heap)[2]
+            if not op.answered:
+                self.timeouts += 1
+                self._deliver(op, False, "db_timeout")
+        if heap:
+            self._deadline_timer = self.kernel.call_at(heap[0][0], self._expire)
+
+    def _deliver(self, op: Op, ok: bool, cause: str) -> None:
+        if not op.answered:
+            op.answered = True
+            op.done(op.att, ok, cause)
 
     def app_reachable(self, n: DbNode) -> bool:
         return n.up and n.partition != "all" and n.serving()
 
     def _route_write(self) -> DbNode | None:
         claimants = [n for n in self.nodes.values()
-                     if n.role == "primary" and n.state != "demoting" and self.app_reachable(n)]
+                     if n.role == "primary" and not n.state and self.app_reachable(n)]
         if not claimants:
             return None
         self._rr += 1
@@ -256,7 +296,11 @@ class DatabaseTier:
             self.kernel.call_later(lead + cpu + self.cfg.fsync * node.disk, self._commit, op)
         else:
             t = (rng.expovariate(self.read_rate) if self.read_rate else 0.0) * node.disk
-            self.kernel.call_later(lead + t + self.app_link.delay(now), self._read_done, op)
+            back = self.app_link.delay(now)
+            op.back = back
+            if back <= FOLD_LIMIT:
+                t += back
+            self.kernel.call_later(lead + t, self._read_done, op)
 
     def _release(self, op: Op) -> bool:
         """Free the op's connection; False if the node lost it meanwhile (crash, restore)."""
@@ -276,7 +320,10 @@ class DatabaseTier:
         if node.role == "replica" and self.key_lsn.get(op.att.req.key, 0) > node.applied:
             node.stale_reads += 1
             self.stale_reads += 1
-        op.done(op.att, True, "")
+        if op.back <= FOLD_LIMIT:
+            self._deliver(op, True, "")
+        else:
+            self._answer(op, True, "")
 
     def _commit(self, op: Op) -> None:
         if not self._release(op):
@@ -299,10 +346,10 @@ class DatabaseTier:
         if self.mode == "async" or (self.mode == "semi_sync" and self.degraded):
             self._ack(w, op)
         else:
-            self._waiting.append((w, op))
+            node.waiting.append((w, op))
             self._release_waiting(node)
-            if self.mode == "semi_sync" and self._semi_timer is None and self._waiting:
-                self._arm_semi()
+            if self.mode == "semi_sync" and self._semi_timer is None and node.waiting:
+                self._arm_semi(node)
 
     def _ack(self, w: Write, op: Op | None) -> None:
         w.acked_at = self.kernel.now
@@ -320,8 +367,13 @@ class DatabaseTier:
             self._answer(op, True, "")
 
     def _answer(self, op: Op, ok: bool, cause: str) -> None:
-        self.kernel.call_later(self.app_link.delay(self.kernel.now), _fail if not ok else _ok,
-                               (op.att, op.done, cause))
+        """Send the answer back over the app-db link."""
+        if not op.answered:
+            self.kernel.call_later(self.app_link.delay(self.kernel.now), self._answered,
+                                   (op, ok, cause))
+
+    def _answered(self, arg: tuple[Op, bool, str]) -> None:
+        self._deliver(*arg)
 
     def abort_node(self, node: DbNode, cause: str) -> None:
         """The node lost every query it held (crash, restore)."""
@@ -331,13 +383,8 @@ class DatabaseTier:
         while node.queue:
             self._answer(node.queue.popleft(), False, cause)
         node.busy = 0
-        kept: deque[tuple[Write, Op]] = deque()
-        for w, op in self._waiting:
-            if w.node == node.id:
-                self._answer(op, False, cause)
-            else:
-                kept.append((w, op))
-        self._waiting = kept
+        while node.waiting:
+            self._answer(node.waiting.popleft()[1], False, cause)
 
     # -- replication ------------------------------------------------------------------------
 
@@ -389,49 +436,54 @@ class DatabaseTier:
                       f"{r.id} caught up with the primary")
 
     def _release_waiting(self, primary: DbNode) -> None:
-        if not self._waiting:
+        waiting = primary.waiting
+        if not waiting:
             return
         confirmed = sorted(primary.confirmed.values(), reverse=True)
         if len(confirmed) < self.k:
             return
         safe = confirmed[self.k - 1]
-        while self._waiting and self._waiting[0][0].lsn <= safe and \
-                self._waiting[0][0].node == primary.id:
-            w, op = self._waiting.popleft()
+        while waiting and waiting[0][0].lsn <= safe:
+            w, op = waiting.popleft()
             self._ack(w, op)
 
-    def _arm_semi(self) -> None:
-        w = self._waiting[0][0]
+    def _arm_semi(self, node: DbNode) -> None:
+        w = node.waiting[0][0]
         self._semi_timer = self.kernel.call_at(w.committed_at + self.cfg.semi_sync_timeout,
-                                               self._semi_check)
+                                               self._semi_check, node)
 
-    def _semi_check(self, _: object) -> None:
+    def _semi_check(self, node: DbNode) -> None:
         self._semi_timer = None
-        if not self._waiting or self.mode != "semi_sync":
+        waiting = node.waiting
+        if not waiting or self.mode != "semi_sync":
             return
-        w, _op = self._waiting[0]
+        w, _op = waiting[0]
         if self.kernel.now - w.committed_at >= self.cfg.semi_sync_timeout - 1e-9:
             self.degraded = True
-            n = len(self._waiting)
-            while self._waiting:
-                w, op = self._waiting.popleft()
+            n = len(waiting)
+            while waiting:
+                w, op = waiting.popleft()
                 self._ack(w, op)
             self.emit("warning", w.node, "semi_sync_fallback",
                       f"semi-sync fell back to async ({n} waiting writes acknowledged)",
                       f"no replica confirmed within {self.cfg.semi_sync_timeout:g} s")
         else:
-            self._arm_semi()
+            self._arm_semi(node)
 
     def set_mode(self, mode: str, k: int) -> None:
         self.mode = mode
         self.k = k
         self.degraded = False
         if mode == "async":
-            while self._waiting:
-                w, op = self._waiting.popleft()
-                self._ack(w, op)
-        elif mode == "semi_sync" and self._waiting and self._semi_timer is None:
-            self._arm_semi()
+            for node in self.nodes.values():
+                while node.waiting:
+                    w, op = node.waiting.popleft()
+                    self._ack(w, op)
+        elif mode == "semi_sync" and self._semi_timer is None:
+            for node in self.nodes.values():
+                if node.waiting:
+                    self._arm_semi(node)
+                    break
         leader = self.leader_node()
         if mode != "async" and leader.role == "primary":
             for r in self.nodes.values():
@@ -475,11 +527,6 @@ class DatabaseTier:
         """(lsn, wid) of every row the model says the node has applied."""
         n = self.nodes[node_id]
         return [(w.lsn, w.wid) for w in n.log[: n.applied]]
-
-
-def _ok(arg: tuple[Attempt, DbCallback, str]) -> None:
-    att, done, _ = arg
-    done(att, True, "")
 
 
 def _fail(arg: tuple[Attempt, DbCallback, str]) -> None:

@@ -120,7 +120,8 @@ class Failover:
             if lag > self.cfg.maximum_lag_on_failover:
                 reasons.append(f"{r.id} is {lag} LSNs behind")
                 continue
-            if tier.mode == "sync" and len(r.log) < tier.acked_lsn:
+            synchronous = tier.mode == "sync" or (tier.mode == "semi_sync" and not tier.degraded)
+            if synchronous and len(r.log) < tier.acked_lsn:
                 reasons.append(f"{r.id} lacks acknowledged writes")
                 continue
             candidates.append(r)
@@ -141,13 +142,18 @@ class Failover:
         self.tier.kernel.cancel(r.apply_handle)
         r.apply_handle = None
         self.emit("warning", r.id, "promoting", f"promoting {r.id}", why)
-        self.kernel.call_later(self.cfg.promote_time, self._promoted, r)
+        self.kernel.call_later(self.cfg.promote_time, self._promoted, (r, self.tier.epoch))
 
-    def _promoted(self, r: DbNode) -> None:
+    def _promoted(self, arg: tuple[DbNode, int]) -> None:
+        r, epoch = arg
         tier = self.tier
+        if epoch != tier.epoch:
+            self.promoting = ""  # a restore replaced the whole cluster meanwhile
+            return
         self.promoting = ""
         if not r.up or not self.reaches_store(r):
             r.state = ""
+            tier.kick_apply(r)
             self.emit("warning", r.id, "promotion_failed", f"{r.id} was not promoted",
                       "it went away while promoting")
             return
@@ -289,11 +295,13 @@ class Failover:
         target.log.extend(leader.log[len(target.log):])
         self.emit("info", leader.id, "switchover",
                   f"switchover {leader.id} -> {target.id}", "requested by the user")
-        self.kernel.call_later(self.cfg.promote_time, self._switch, (leader, target))
+        self.kernel.call_later(self.cfg.promote_time, self._switch, (leader, target, tier.epoch))
         return target
 
-    def _switch(self, arg: tuple[DbNode, DbNode]) -> None:
-        old, target = arg
+    def _switch(self, arg: tuple[DbNode, DbNode, int]) -> None:
+        old, target, epoch = arg
+        if epoch != self.tier.epoch:
+            return  # a restore replaced the whole cluster meanwhile
         self.promote(target, "switchover: it has every write of the old primary")
         old.role = "replica"
         old.state = ""

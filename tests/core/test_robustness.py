@@ -1,0 +1,223 @@
+"""Commands that once broke the engine, and a fuzz over random command sequences."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+
+import pytest
+
+from core.engine import CommandError, Engine
+from core.faults import CATALOGUE
+from core.protocol import Command
+
+from .conftest import live_requests, scenario
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"factor": 0.0}, "traffic_spike.factor: expected a multiplier > 0"),
+        ({"factor": math.nan}, "traffic_spike.factor: expected a multiplier"),
+        ({"factor": math.inf}, "traffic_spike.factor: expected a multiplier"),
+        ({"factor": 2.0, "duration": math.nan}, "traffic_spike.duration: expected seconds"),
+        ({"factor": 2.0, "duration": math.inf}, "traffic_spike.duration: expected seconds"),
+    ],
+)
+def test_non_finite_or_zero_parameters_are_refused(params: dict[str, float], message: str) -> None:
+    engine = Engine(scenario("default"), seed=1)
+    with pytest.raises(CommandError, match=message):
+        engine.apply(Command("traffic_spike", "", params))
+    assert engine.snapshot().faults == ()
+
+
+def test_replica_count_is_bounded_by_what_the_vms_hold() -> None:
+    engine = Engine(scenario("default"), seed=1)
+    with pytest.raises(CommandError, match=r"set_replicas\.n: expected 0\.\.64"):
+        engine.apply(Command("set_replicas", "", {"n": 100_000}))
+
+
+def test_a_cpu_hog_leaves_no_load_behind_on_its_vm() -> None:
+    engine = Engine(scenario("default", app={"autoscaler": {"enabled": False}}), seed=1)
+    engine.apply(Command("cpu_hog", "app-1", {"cores": 1.0}))
+    vm = engine.world.cluster.containers["app-1"].vm
+    assert vm is not None
+    engine.apply(Command("set_replicas", "", {"n": 0}))
+    engine.run_for(40.0)
+    assert not vm.containers
+    assert vm.load == pytest.approx(0.0, abs=1e-9)
+
+
+def test_killing_a_draining_container_does_not_bring_it_back() -> None:
+    engine = Engine(scenario("default", app={"autoscaler": {"enabled": False}}), seed=1)
+    engine.apply(Command("link_latency", "app-db", {"latency": 1.0, "jitter": 0.0}))
+    engine.run_for(5.0)
+    engine.apply(Command("set_replicas", "", {"n": 3}))
+    draining = [c for c in engine.world.cluster.containers.values() if c.state == "draining"]
+    assert len(draining) == 1
+    engine.apply(Command("kill_container", draining[0].id))
+    engine.run_for(60.0)
+    assert len(engine.world.cluster.live()) == 3
+
+
+def test_a_slow_balancer_link_does_not_hold_workers_in_transit() -> None:
+    def mean_busy(latency: float | None) -> float:
+        engine = Engine(scenario("default", app={"autoscaler": {"enabled": False}}), seed=1)
+        if latency is not None:
+            engine.apply(Command("link_latency", "lb-app", {"latency": latency, "jitter": 0.0}))
+        total = 0
+        for _ in range(40):
+            engine.run_for(0.5)
+            total += sum(c.busy for c in engine.world.cluster.containers.values())
+        assert "queue_full" not in engine.world.errors
+        return total / 40
+
+    # a request holds a worker only once it reaches the container: a 1 s trip changes nothing
+    assert mean_busy(1.0) == pytest.approx(mean_busy(None), rel=0.3)
+
+
+async def test_restore_during_a_switchover_acknowledges_nothing_it_then_drops() -> None:
+    engine = Engine(scenario("default"), seed=1)
+    db = engine.world.db
+    assert db is not None
+    acked_while_restoring = []
+    db.on_ack = lambda w: acked_while_restoring.append(w) if db.restoring else None
+    engine.run_for(30.0)
+    engine.apply(Command("switchover", "db-2"))
+    engine.apply(Command("restore", "", {"time": 20.0}))
+    engine.run_for(60.0)
+    assert acked_while_restoring == []
+    assert not db.restoring and db.leader_node().role == "primary"
+
+
+def test_sync_writes_on_the_new_primary_are_acknowledged_during_split_brain() -> None:
+    sc = scenario("default", database={"replication": "sync", "failover": {"fencing": False}})
+    engine = Engine(sc, seed=1)
+    engine.apply(Command("db_partition", "db-1", {"duration": 120.0}, at=10.0))
+    engine.run_for(80.0)
+    db = engine.world.db
+    assert db is not None and db.leader != "db-1"
+    leader = db.leader_node()
+    assert len(leader.waiting) < 10
+    assert db.acked_lsn > db.last_promotion["lsn"]  # type: ignore[operator]
+
+
+def test_a_fenced_primary_gets_no_writes() -> None:
+    engine = Engine(scenario("default"), seed=1)
+    engine.apply(Command("db_partition", "db-1", {"duration": 100.0}, at=10.0))
+    engine.run_for(45.0)
+    db = engine.world.db
+    assert db is not None and db.nodes["db-1"].state == "fenced" and db.leader != "db-1"
+    before = engine.world.errors.get("db_read_only", 0)
+    engine.run_for(30.0)
+    assert engine.world.errors.get("db_read_only", 0) == before
+
+
+def test_a_lower_timeout_applies_to_new_attempts_at_once() -> None:
+    engine = Engine(scenario("default", balancer={"timeout": "30s"}), seed=1)
+    engine.apply(Command("link_latency", "app-db", {"latency": 1.0, "jitter": 0.0}))
+    engine.run_for(2.0)
+    engine.apply(Command("set_timeout", "", {"seconds": 0.5}))
+    engine.run_for(3.0)
+    assert engine.world.balancer.timeouts > 50
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (Command("link_latency", "lb-app"), Command("link_latency", "lb-app")),
+        (Command("edge_outage", "edge-us"), Command("region_outage", "us")),
+        (Command("partition", "db-2"), Command("db_partition", "db-2")),
+        (Command("retry_storm"), Command("retry_storm")),
+    ],
+)
+def test_faults_that_would_undo_each_other_are_refused(first: Command, second: Command) -> None:
+    engine = Engine(scenario("default"), seed=1)
+    fid = engine.apply(first)
+    with pytest.raises(CommandError, match=f"already active on .* as {fid}; clear it first"):
+        engine.apply(second)
+
+
+def test_spikes_stack_and_clear_in_any_order() -> None:
+    engine = Engine(scenario("default"), seed=1)
+    a = engine.apply(Command("traffic_spike", "", {"factor": 2.0}))
+    b = engine.apply(Command("traffic_spike", "eu", {"factor": 3.0}))
+    engine.apply(Command("clear", a))
+    engine.apply(Command("clear", b))
+    assert all(r.multiplier == pytest.approx(1.0) for r in engine.world.regions.values())
+
+
+def test_killing_what_is_already_down_is_refused() -> None:
+    engine = Engine(scenario("default"), seed=1)
+    engine.apply(Command("kill_db", "db-3"))
+    with pytest.raises(CommandError, match="db-3 is already down"):
+        engine.apply(Command("kill_db", "db-3"))
+    engine.apply(Command("kill_vm", "vm-1"))
+    with pytest.raises(CommandError, match="vm-1 is already down"):
+        engine.apply(Command("kill_vm", "vm-1"))
+
+
+def test_a_rebooted_vm_waits_for_its_own_boot() -> None:
+    engine = Engine(scenario("default"), seed=1)
+    engine.apply(Command("set_replicas", "", {"n": 12}))
+    engine.run_for(1.0)
+    booting = [v for v in engine.world.cluster.vms.values() if v.state == "booting"]
+    assert booting
+    vm = booting[0]
+    engine.run_for(20.0)
+    engine.apply(Command("kill_vm", vm.id))
+    engine.run_for(30.0)  # the first boot would have finished by now
+    assert vm.state == "booting"
+    engine.run_for(20.0)
+    assert vm.state == "ready"
+
+
+def test_replaying_the_command_log_reproduces_the_run() -> None:
+    live = Engine(scenario("default"), seed=9)
+    live.run_until(30.0)
+    live.apply(Command("set_replicas", "", {"n": 6}))
+    live.run_until(47.0)
+    live.apply(Command("kill_container", "app-2"))
+    live.run_until(90.0)
+    replay = Engine(scenario("default"), seed=9)
+    for at, cmd in live.commands:
+        replay.apply(Command(cmd.kind, cmd.target, cmd.params, at=at))
+    replay.run_until(90.0)
+    assert json.dumps(replay.summary()) == json.dumps(live.summary())
+    assert replay.snapshot().to_json() == live.snapshot().to_json()
+
+
+@pytest.mark.parametrize(("base", "seed"), [("default", 1), ("default", 2), ("mmc", 3)])
+def test_random_command_sequences_keep_every_invariant(base: str, seed: int) -> None:
+    engine = Engine(scenario(base), seed=seed)
+    rng = random.Random(seed)
+    kinds = [*CATALOGUE, "clear", "undo", "set_algorithm", "set_replicas", "switchover",
+             "set_replication", "restore", "clear_all"]
+    for second in range(1, 121):
+        if rng.random() < 0.3:
+            kind = rng.choice(kinds)
+            nodes = [n.id for n in engine.snapshot().nodes]
+            faults = [f["id"] for f in engine.snapshot().faults]
+            target = rng.choice(["", *nodes, *faults, "eu", "us"])
+            params = {
+                "set_algorithm": {"name": rng.choice(["random", "peak_ewma", "round_robin"])},
+                "set_replicas": {"n": rng.randint(0, 10)},
+                "set_replication": {"mode": rng.choice(["async", "sync", "semi_sync"])},
+                "restore": {"time": rng.uniform(0, second)},
+            }.get(kind, {"duration": rng.uniform(1, 30)} if rng.random() < 0.5 else {})
+            with contextlib.suppress(CommandError):
+                engine.apply(Command(kind, target, params))
+        engine.run_until(float(second))
+        k = engine.snapshot().kpis
+        assert k["arrived"] == k["completed"] + k["failed"] + len(live_requests(engine))
+        for c in engine.world.cluster.containers.values():
+            assert c.busy >= 0 and c.cpu_busy >= 0
+        for vm in engine.world.cluster.vms.values():
+            assert vm.load >= -1e-9
+        b = engine.world.balancer
+        assert b.inflight >= 0 and b.retries_inflight >= 0
+        assert all(x.active >= 0 for x in b.backends.values())
+        if engine.world.db is not None:
+            assert all(n.busy >= 0 for n in engine.world.db.nodes.values())
