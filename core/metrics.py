@@ -155,12 +155,15 @@ class RollingHistogram:
     a query for an earlier ``now`` answers for the latest second seen.
     """
 
-    __slots__ = ("_agg", "_cur", "_head", "_ring", "window")
+    __slots__ = ("_agg", "_cur", "_head", "_ring", "_total", "window")
 
-    def __init__(self, window: int = 10) -> None:
+    def __init__(self, window: int = 10, *, keep_total: bool = False) -> None:
         if window < 1:
             raise ValueError(f"RollingHistogram: window must be >= 1 second, got {window!r}")
         self.window = window
+        self._total = Histogram() if keep_total else None
+        """With ``keep_total``: every complete second ever recorded, merged as it completes, so
+        one ``record`` per value feeds both the window and the all-time figures."""
         self._ring = [Histogram() for _ in range(window)]
         self._head = 0
         self._cur = self._ring[0]
@@ -170,6 +173,8 @@ class RollingHistogram:
     def _advance(self, second: int) -> None:
         head = self._head
         window = self.window
+        if self._total is not None and self._cur.count:
+            self._total.merge(self._cur)
         if second - head >= window:
             for h in self._ring:
                 if h.count:
@@ -217,6 +222,14 @@ class RollingHistogram:
     def quantile(self, now: float, q: float) -> float:
         """The ``q``-quantile over the window ending at ``now`` (0 when it is empty)."""
         return self.quantiles(now, (q,))[0]
+
+    def all_time(self) -> Histogram:
+        """Everything recorded so far (needs ``keep_total``), as one new :class:`Histogram`."""
+        if self._total is None:
+            raise ValueError("RollingHistogram: created without keep_total")
+        out = self._total.copy()
+        out.merge(self._cur)
+        return out
 
     def histogram(self, now: float) -> Histogram:
         """The window ending at ``now`` as one new :class:`Histogram`."""

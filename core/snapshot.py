@@ -225,7 +225,7 @@ def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
 def summary(engine: Engine) -> dict[str, Any]:
     world = engine.world
     now = world.kernel.now
-    h = world.latency
+    h = world.recent.all_time()
     edges = world.edges.values()
     hits = sum(e.hits for e in edges)
     misses = sum(e.misses for e in edges)

@@ -393,3 +393,24 @@ def test_meter_turns_a_running_total_into_per_second_counts() -> None:
         meter.sample(float(second), total)
     assert meter.series.values(4, 3.0) == [3.0, 0.0, 7.0, 15.0]
     assert meter.series.rate(4.0, 4) == 25 / 4
+
+
+def test_rolling_histogram_keeps_the_all_time_figures_too() -> None:
+    from core.metrics import Histogram, RollingHistogram
+
+    rolling = RollingHistogram(3, keep_total=True)
+    plain = Histogram()
+    rng = random.Random(5)
+    t = 0.0
+    for _ in range(5000):
+        t += rng.expovariate(100.0)
+        v = rng.expovariate(20.0)
+        rolling.record(t, v)
+        plain.record(v)
+    total = rolling.all_time()
+    assert total.count == plain.count == 5000
+    assert total.total == pytest.approx(plain.total)
+    for q in (0.5, 0.95, 0.99):
+        assert total.quantile(q) == plain.quantile(q)
+    with pytest.raises(ValueError, match="keep_total"):
+        RollingHistogram(3).all_time()
