@@ -149,9 +149,9 @@ def test_bad_arguments_are_one_line(args: list[str], fragment: str) -> None:
     assert fragment in line
 
 
-def test_bare_invocation_points_to_run() -> None:
+def test_bare_invocation_without_a_terminal_points_to_run() -> None:
     (line,) = error_lines(stackyard())
-    assert "TUI is not built yet" in line
+    assert "the TUI needs a terminal" in line
     assert "stackyard run default" in line
 
 

@@ -1,0 +1,118 @@
+"""Themes as TOML data: the shipped four, user themes, bad files, NO_COLOR, the wheel."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from textual.color import Color
+
+from tests.tui.conftest import AppFactory, build_app
+from tests.tui.helpers import screen_text
+from tui.themes import ThemeError, builtin_themes, load_theme, resolve_name, user_themes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_four_builtin_themes_and_the_ansi_one_uses_only_ansi_colours() -> None:
+    themes = {t.name: t for t in builtin_themes()}
+    assert list(themes) == ["stackyard-dark", "stackyard-light", "stackyard-high-contrast",
+                            "stackyard-ansi"]
+    assert themes["stackyard-light"].dark is False
+    ansi = themes["stackyard-ansi"]
+    assert ansi.ansi
+    colours = [getattr(ansi, f) for f in ("primary", "secondary", "accent", "warning", "error",
+                                          "success", "foreground", "background", "surface",
+                                          "panel", "boost")]
+    colours += list(ansi.variables.values())
+    assert all(c.startswith("ansi_") for c in colours if c), colours
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("name = 'x'\nprimary = 'not-a-colour'\n", "primary: expected a colour"),
+        ("primary = '#fff'\n", "name: expected a non-empty string"),
+        ("name = 'x'\n", "primary: missing"),
+        ("name = 'x'\nprimary = '#fff'\ndark = 'yes'\n", "dark: expected true or false"),
+        ("name = 'x'\nprimary = '#fff'\nbogus = 1\n", "bogus: unknown key"),
+        ("name = 'x'\nprimary = '#fff\n", "not valid TOML"),
+    ],
+)
+def test_bad_theme_text_is_one_line_naming_file_and_field(text: str, fragment: str) -> None:
+    with pytest.raises(ThemeError) as info:
+        load_theme(text, "my.toml")
+    message = str(info.value)
+    assert message.startswith("my.toml: ") and fragment in message and "\n" not in message
+
+
+def test_resolve_name_accepts_short_names_and_lists_the_choices() -> None:
+    names = [t.name for t in builtin_themes()] + ["nord"]
+    assert resolve_name("dark", names) == "stackyard-dark"
+    assert resolve_name("ansi-16", names) == "stackyard-ansi"
+    assert resolve_name("nord", names) == "nord"
+    with pytest.raises(ThemeError, match=r"no theme 'nope' \(themes: .*high-contrast"):
+        resolve_name("nope", names)
+
+
+async def test_user_themes_load_and_a_bad_file_gets_a_notice(tmp_path: Path) -> None:
+    themes = tmp_path / "themes"
+    themes.mkdir()
+    (themes / "mine.toml").write_text("name = 'mine'\nprimary = '#ff00ff'\n"
+                                      "background = '#101010'\n")
+    (themes / "broken.toml").write_text("name = 'broken'\nprimary = 42\n")
+    found = user_themes(themes)
+    assert found.names() == ["mine"] and len(found.problems) == 1
+    app = build_app(themes, theme="mine")
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await pilot.pause()
+        assert app.theme == "mine"
+        assert app.screen.styles.background == Color.parse("#101010")
+        text = screen_text(app)
+        assert "theme skipped" in text and "broken.toml" in text
+        await pilot.press("t")
+        assert app.theme == "stackyard-dark", "user themes join the t cycle after the built-ins"
+
+
+async def test_no_color_turns_every_colour_grey(make_app: AppFactory,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        svg = app.export_screenshot()
+    # The SVG frame's own colours: window buttons and default text.
+    chrome = {(0xFF, 0x5F, 0x57), (0xFE, 0xBC, 0x2E), (0x28, 0xC8, 0x40), (0xC5, 0xC8, 0xC6)}
+    fills = {c for c in _colours(svg)} - chrome
+    assert fills, "no colours found in the screenshot"
+    assert all(r == g == b for r, g, b in fills), [c for c in fills if len(set(c)) > 1]
+
+
+def _colours(svg: str) -> list[tuple[int, int, int]]:
+    import re
+
+    return [(int(m[0:2], 16), int(m[2:4], 16), int(m[4:6], 16))
+            for m in re.findall(r"#([0-9a-fA-F]{6})\b", svg)]
+
+
+def test_wheel_ships_themes_scenarios_and_styles(tmp_path: Path) -> None:
+    # Build from a copy, so the build leaves nothing in the work tree.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+        "__snapshots__", ".benchmarks"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("stackyard-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in ("themes/dark.toml", "themes/light.toml", "themes/high-contrast.toml",
+                 "themes/ansi-16.toml", "core/scenarios/default.toml", "tui/app.tcss",
+                 "tui/screens/main.py", "tui/widgets/tier_pane.py", "core/realtime.py"):
+        assert path in names, path

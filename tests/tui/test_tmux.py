@@ -1,0 +1,157 @@
+"""The real ``stackyard`` binary in a real terminal (tmux): keys in, screen out, clean exit.
+
+Waits poll ``capture-pane`` against a deadline; nothing sleeps a fixed time to synchronise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+DEADLINE = 30.0
+
+
+def _binary() -> str:
+    beside = Path(sys.executable).with_name("stackyard")
+    found = str(beside) if beside.exists() else shutil.which("stackyard")
+    assert found, "the stackyard console script is not installed (pip install -e . or '.[test]')"
+    return found
+
+
+class Tmux:
+    """A private tmux server (its own socket and config) running one session."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.cwd = tmp_path
+        tmux = shutil.which("tmux")
+        assert tmux, "tmux is not installed (.ci/run installs it)"
+        self.tmux = tmux
+        self.socket = f"stackyard-test-{uuid.uuid4().hex[:8]}"
+        self.config = tmp_path / "tmux.conf"
+        self.config.write_text("set -g remain-on-exit on\nset -g status off\n")
+        self.env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"),
+                    "TERM": "xterm-256color"}
+        self.env.pop("NO_COLOR", None)
+        self.env.pop("TMUX", None)
+        self.name = "yard"
+
+    def __call__(self, *args: str) -> str:
+        result = subprocess.run([self.tmux, "-L", self.socket, "-f", str(self.config), *args],
+                                capture_output=True, text=True, env=self.env, timeout=30,
+                                cwd=self.cwd)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def start(self, *argv: str, size: tuple[int, int] = (100, 30)) -> None:
+        self("new-session", "-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]),
+             _binary(), *argv)
+
+    def screen(self, colours: bool = False) -> str:
+        return self("capture-pane", "-p", *(["-e"] if colours else []), "-t", self.name)
+
+    def flags(self, *names: str) -> list[str]:
+        fmt = " ".join(f"#{{{n}}}" for n in names)
+        return self("display-message", "-p", "-t", self.name, fmt).split()
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", self.name, *keys)
+
+    def wait(self, check: Callable[[str], bool], what: str) -> str:
+        """Poll the screen until ``check`` holds; fail with the screen after the deadline."""
+        end = time.monotonic() + DEADLINE
+        screen = ""
+        while time.monotonic() < end:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
+
+    def wait_dead(self) -> int:
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end:
+            dead, status = ([*self.flags("pane_dead", "pane_dead_status"), ""])[:2]
+            if dead == "1":
+                return int(status or 0)
+            time.sleep(0.05)
+        raise AssertionError(f"stackyard did not exit; the screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run([self.tmux, "-L", self.socket, "kill-server"], capture_output=True,
+                       env=self.env, timeout=30)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    t = Tmux(tmp_path)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def _up(screen: str) -> bool:
+    return all(w in screen for w in ("Network", "Application", "Database", "rps"))
+
+
+def test_keys_reach_the_engine_and_q_exits_cleanly(tmux: Tmux) -> None:
+    tmux.start("default", "--seed", "3")
+    tmux.wait(_up, "the three panes")
+    tmux.keys("Space")
+    tmux.wait(lambda s: "paused" in s.splitlines()[0], "the paused header")
+    tmux.keys("d")  # the Application pane has focus; its first container is selected
+    tmux.wait(lambda s: "fault f1: kill_container on app-1" in s, "the fault in the event log")
+    tmux.keys("?")
+    tmux.wait(lambda s: "undo the last fault" in s, "the help")
+    tmux.keys("Escape")
+    tmux.wait(lambda s: "undo the last fault" not in s, "the help to close")
+    dark = tmux.screen(colours=True)
+    tmux.keys("t")
+    end = time.monotonic() + DEADLINE
+    while tmux.screen(colours=True) == dark and time.monotonic() < end:
+        time.sleep(0.05)
+    assert tmux.screen(colours=True) != dark, "t did not change the theme's colours"
+    tmux.keys("q")
+    assert tmux.wait_dead() == 0
+    # (A dead pane always reports its cursor hidden; the shell test below checks the cursor.)
+    assert tmux.flags("alternate_on", "mouse_any_flag") == ["0", "0"], "terminal not restored"
+    assert "Traceback" not in tmux.screen()
+
+
+def test_ctrl_c_from_a_shell_restores_the_terminal_at_80x24(tmux: Tmux) -> None:
+    tmux("new-session", "-d", "-s", tmux.name, "-x", "80", "-y", "24", "sh")
+    tmux.keys("stty -g > before; PS1='$ '", "Enter")
+    tmux.keys(f"{_binary()}; echo stackyard-exit=$?", "Enter")
+    screen = tmux.wait(_up, "the three panes")
+    assert "db-1" in screen and "app-1" in screen and "edge-eu" in screen
+    assert tmux.flags("alternate_on") == ["1"]
+    tmux.keys("C-c")
+    tmux.wait(lambda s: "stackyard-exit=0" in s, "the shell after a clean exit")
+    assert tmux.flags("alternate_on", "mouse_any_flag", "cursor_flag") == ["0", "0", "1"]
+    tmux.keys("stty -g | cmp -s - before && echo tty-same || echo tty-changed", "Enter")
+    tmux.wait(lambda s: "tty-same" in s or "tty-changed" in s, "the tty comparison")
+    assert "tty-same" in tmux.screen()
+
+
+def test_lost_terminal_ends_the_process(tmux: Tmux) -> None:
+    tmux.start()
+    tmux.wait(_up, "the three panes")
+    (pid,) = tmux.flags("pane_pid")
+    tmux("kill-session", "-t", tmux.name)  # the pty closes: SIGHUP, then EOF/EIO on input
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(int(pid), 9)
+    raise AssertionError("stackyard kept running after its terminal went away")

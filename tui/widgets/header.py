@@ -1,0 +1,79 @@
+"""The header: run state, clock, speed (set and achieved) and the KPIs, on one line."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widget import Widget
+
+from core.protocol import Snapshot
+from core.realtime import DriverStatus
+from tui.format import clock, count, ms, pct, speed
+
+
+def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> Content:
+    """The header line for ``snap`` and the driver's ``status`` in ``width`` cells."""
+    if snap is None:
+        return Content.styled("stackyard: waiting for the first snapshot…", "$text-muted")
+    k = snap.kpis
+    narrow = width < 120
+    if status.paused:
+        run = Content.styled("⏸ paused", "bold $warning")
+    elif status.behind:
+        run = Content.styled("▶ behind", "bold $error")
+    else:
+        run = Content.styled("▶" if narrow else "▶ running", "bold $success")
+    set_speed = speed(status.speed)
+    if status.behind and not status.paused:
+        pace = Content.styled(f"{set_speed} (got {speed(status.achieved)})", "bold $error")
+    elif not narrow and not status.paused:
+        pace = Content.assemble(set_speed, (f" (got {speed(status.achieved)})", "$text-muted"))
+    else:
+        pace = Content(set_speed)
+    err = float(k.get("error_rate", 0.0))
+    budget = float(k.get("slo_budget", 1.0))
+    faults = int(k.get("active_faults", 0))
+    sep = Content.styled("│" if narrow else " │ ", "$text-muted")
+    p50, p95, p99 = (float(k.get(q, 0.0)) for q in ("p50", "p95", "p99"))
+    if narrow:
+        lat = Content(f"p50 {ms(p50).removesuffix('ms')} p95 {ms(p95).removesuffix('ms')} "
+                      f"p99 {ms(p99)}")
+    else:
+        lat = Content(f"p50 {ms(p50)} p95 {ms(p95)} p99 {ms(p99)}")
+    parts: list[Content] = [run, Content(" "), Content.styled(clock(snap.time), "bold"),
+                            Content(" "), pace, sep,
+                            Content(f"{count(float(k.get('rps', 0.0)))} rps"), sep,
+                            lat, sep,
+                            Content.styled(f"err {pct(err, 0 if narrow and err >= 0.1 else 1)}",
+                                           "bold $error" if err >= 0.01 else ""), sep,
+                            Content.styled(f"slo {pct(budget)}" if budget >= 0
+                                           else "slo spent",
+                                           "bold $error" if budget < 0.25 else ""), sep,
+                            Content.styled(f"faults {faults}", "bold $error" if faults else "")]
+    line = Content.assemble(*parts)
+    if width >= line.cell_length + 20:
+        name = str(snap.info.get("scenario", ""))
+        seed = snap.info.get("seed", "")
+        title = Content.styled(f"stackyard {name} #{seed}", "bold $accent")
+        line = Content.assemble(title, sep, line)
+    return line
+
+
+class KpiHeader(Widget):
+    """One line of run state and KPIs; the app sets ``snapshot`` and ``status``."""
+
+    DEFAULT_CSS = """
+    KpiHeader { height: 1; dock: top; background: $panel; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.snapshot: Snapshot | None = None
+        self.status = DriverStatus(True, 1.0, 0.0, False)
+
+    def show(self, snap: Snapshot | None, status: DriverStatus) -> None:
+        self.snapshot = snap
+        self.status = status
+        self.refresh()
+
+    def render(self) -> Content:
+        return header_content(self.snapshot, self.status, self.content_size.width)

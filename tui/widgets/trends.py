@@ -1,0 +1,57 @@
+"""The run's recent KPIs as sparklines (shown on tall terminals)."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widget import Widget
+
+from core.protocol import Snapshot
+from tui.format import count, ms, sparkline
+
+SERIES = (("rps", "arrivals/s", count), ("p99", "p99 latency", ms), ("errors", "errors/s", count))
+
+
+def trend_lines(snap: Snapshot | None, width: int) -> list[Content]:
+    series = (snap.info.get("series") if snap is not None else None) or {}
+    lines = []
+    label_w, value_w = 13, 22
+    spark_w = max(0, width - label_w - value_w - 2)
+    for key, label, fmt in SERIES:
+        # The last value is the second in progress: leave it out.
+        values = [float(v) for v in series.get(key, []) if isinstance(v, int | float)][:-1]
+        if not values:
+            continue
+        now, lo, hi = values[-1], min(values), max(values)
+        lines.append(Content.assemble(
+            (f"{label:<{label_w}}", "$text-muted"),
+            (stretch(sparkline(values, spark_w), spark_w), "$secondary"),
+            f"  {fmt(now):>7} ",
+            (f"({fmt(lo)}–{fmt(hi)})", "$text-muted")))
+    if snap is not None and not lines:
+        lines.append(Content.styled("no KPI series in this snapshot", "$text-muted"))
+    return lines
+
+
+def stretch(text: str, width: int) -> str:
+    """Repeat each character so ``text`` fills about ``width`` cells."""
+    if not text:
+        return " " * width
+    k = max(1, width // len(text))
+    return "".join(ch * k for ch in text).ljust(width)
+
+
+class Trends(Widget):
+    """Arrivals, p99 and errors over the last half minute."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.snapshot: Snapshot | None = None
+        self.border_title = "Last 30 s"
+
+    def show(self, snap: Snapshot | None) -> None:
+        self.snapshot = snap
+        if self.display:
+            self.refresh()
+
+    def render(self) -> Content:
+        return Content("\n").join(trend_lines(self.snapshot, self.content_size.width))
