@@ -205,6 +205,10 @@ def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
             "last_decision": a.last_decision,
         },
         "database": database_info(world),
+        "regions": {
+            name: {"rate": _r(r.rate), "multiplier": _r(r.multiplier), "edge": f"edge-{name}"}
+            for name, r in world.regions.items()
+        },
         "series": {
             "rps": world.arrivals.series.values(TREND, world.kernel.now),
             "errors": world.errors_meter.series.values(TREND, world.kernel.now),

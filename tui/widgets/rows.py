@@ -193,7 +193,7 @@ def summary_lines(tier: str, info: dict[str, Any], nodes: list[NodeState],
             fencing = "fencing on" if d.get("fencing") else "fencing OFF"
             first = f"{mode} · leader {leader} · {fencing}"
         else:
-            first = f"{mode} {leader} {'fenced' if d.get('fencing') else 'UNFENCED'}"
+            first = f"{mode} {leader} fencing {'on' if d.get('fencing') else 'OFF'}"
         lines = [first,
                  f"lost {count(float(d.get('lost_writes', 0)))} "
                  f"stale {count(float(d.get('stale_reads', 0)))} "
