@@ -245,7 +245,10 @@ class Balancer:
             return
         now = self.kernel.now
         req.attempts += 1
-        req.tried.append(backend.id)
+        if req.tried is None:
+            req.tried = [backend.id]
+        else:
+            req.tried.append(backend.id)
         att = Attempt(req, backend, now, retry)
         backend.active += 1
         backend.picks += 1

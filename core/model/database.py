@@ -10,7 +10,6 @@ a replica catches up). Failover lives in :mod:`.failover`, backups in :mod:`.bac
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -172,9 +171,9 @@ class DatabaseTier:
         self._wid = 0
         self._rr = 0
         self._semi_timer: Handle | None = None
-        self._deadlines: list[tuple[float, int, Op]] = []
+        self._deadlines: deque[tuple[float, Op]] = deque()
+        """Statement deadlines in order (the timeout is fixed, so they arrive sorted)."""
         self._deadline_timer: Handle | None = None
-        self._seq = 0
         self.timeouts = 0
         self.epoch = 0
         """Bumped by a restore: HA steps begun before it are void."""
@@ -218,8 +217,7 @@ class DatabaseTier:
         return None
 
     def _watch(self, op: Op, deadline: float) -> None:
-        self._seq += 1
-        heapq.heappush(self._deadlines, (deadline, self._seq, op))
+        self._deadlines.append((deadline, op))
         if self._deadline_timer is None:
             self._deadline_timer = self.kernel.call_at(deadline, self._expire)
 
@@ -227,14 +225,14 @@ class DatabaseTier:
         """The application's statement timeout: answered ops leave whatever their deadline."""
         self._deadline_timer = None
         now = self.kernel.now
-        heap = self._deadlines
-        while heap and (heap[0][2].answered or heap[0][0] <= now):
-            op = heapq.heappop(heap)[2]
+        pending = self._deadlines
+        while pending and (pending[0][1].answered or pending[0][0] <= now):
+            op = pending.popleft()[1]
             if not op.answered:
                 self.timeouts += 1
                 self._deliver(op, False, "db_timeout")
-        if heap:
-            self._deadline_timer = self.kernel.call_at(heap[0][0], self._expire)
+        if pending:
+            self._deadline_timer = self.kernel.call_at(pending[0][0], self._expire)
 
     def _deliver(self, op: Op, ok: bool, cause: str) -> None:
         if not op.answered:

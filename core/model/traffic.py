@@ -49,7 +49,8 @@ class Request:
         self.key = key
         self.client = client
         self.attempts = 0
-        self.tried: list[str] = []
+        self.tried: list[str] | None = None
+        """Backends already tried (set by the balancer on its first dispatch)."""
         self.edge: Edge | None = None
         self.fetch = False
         """True for a CDN edge's origin fetch (not a client request of its own)."""

@@ -46,6 +46,7 @@ class World:
         regions = sorted(scenario.traffic.regions)
         self.edges = {f"edge-{r}": Edge(r, scenario.cdn) for r in regions}
         self.client_links = {r: self.links[f"client-{r}"] for r in regions}
+        self._own_edge = {r: self.edges[f"edge-{r}"] for r in regions}
         self.edge_links = {r: self.links[f"edge-{r}"] for r in regions}
         self.cdn_enabled = scenario.cdn.enabled
         self.hit_latency = scenario.cdn.hit_latency
@@ -112,7 +113,8 @@ class World:
         self._rid += 1
         req = Request(self._rid, now, region.name, endpoint, key, client)
         self.arrived += 1
-        edge, penalty = self._edge_for(region.name)
+        own = self._own_edge[region.name]
+        edge, penalty = (own, 0.0) if own.up else self._edge_for(region.name)
         clink = self.client_links[region.name]
         if edge is None:
             self.finish(req, False, "edge_down", self.connect_timeout)

@@ -34,7 +34,7 @@ def fixed(replicas: int = 4, **sections: Any) -> Scenario:
 def probe(engine: Engine, client: int = 0, tried: tuple[str, ...] = ()) -> Request:
     """A request as the balancer would see it now (never dispatched)."""
     req = Request(0, engine.now, "eu", READ, 0, client)
-    req.tried.extend(tried)
+    req.tried = list(tried)
     return req
 
 
