@@ -341,7 +341,7 @@ async def test_database_keys(make_app: AppFactory) -> None:
         assert last_sent(app)[0] == Command("switchover", "db-3")
         assert last_sent(app)[1].ok, last_sent(app)[1].error
         await advance(pilot, 10)
-        assert "leader db-3" in screen_text(app) or "db-3 fenced" in screen_text(app)
+        assert "leader db-3" in screen_text(app) or "db-3 fencing" in screen_text(app)
 
 
 @pytest.mark.parametrize("key", ["q", "ctrl+c"])
