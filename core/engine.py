@@ -427,7 +427,3 @@ def _check_links(scenario: Scenario) -> None:
                              f"client-<region> and edge-<region>)" for n in missing])
     if not scenario.traffic.regions:
         raise ScenarioError(["traffic.regions: expected at least one region"])
-
-
-def finite(x: float) -> float:
-    return x if math.isfinite(x) else 0.0

@@ -270,6 +270,7 @@ def summary(engine: Engine) -> dict[str, Any]:
             "replicas": world.cluster.replicas,
             "max_replicas": a.max_replicas,
             "vm_boots": world.cluster.vm_boots,
+            "vm_shutdowns": world.cluster.vm_shutdowns,
         },
         "balancer": {
             "algorithm": bal.algorithm,
@@ -277,6 +278,7 @@ def summary(engine: Engine) -> dict[str, Any]:
             "health_changes": bal.health_changes,
             "retries": bal.retried,
             "timeouts": bal.timeouts,
+            "retries_denied_by_budget": bal.budget_denied,
         },
         "slo": {
             "target": world.slo.target,

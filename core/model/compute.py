@@ -414,7 +414,6 @@ class Cluster:
         self._c_seq = 0
         self.vm_boots = 0
         self.vm_shutdowns = 0
-        self.terminations = 0
 
     def start(self, balancer: Balancer) -> None:
         self.balancer = balancer
@@ -572,7 +571,6 @@ class Cluster:
         if c.state == TERMINATED:
             return
         c.stop("conn_reset")
-        self.terminations += 1
         if c.vm is not None and c in c.vm.containers:
             c.vm.containers.remove(c)
             if not c.vm.containers:

@@ -31,7 +31,6 @@ class Failover:
         self.tier = tier
         self.emit = emit
         self.promoting: str = ""
-        self.switchover_target = ""
         self._expired_noted = False
         self._no_candidate_noted = False
         kernel.call_later(0.0, self._loop)
