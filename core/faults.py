@@ -256,8 +256,6 @@ def _partition(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
         return "cut off from the application, its peers and the lease store"
     if hasattr(node, "partitioned"):
         node.partitioned = True
-    if target in w.edges:
-        w.edge_links[w.edges[target].region].partitioned = True
     w.balancer.invalidate()
     return "nothing crosses the partition; connections time out"
 
@@ -270,8 +268,6 @@ def _partition_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -
         return
     if node is not None and hasattr(node, "partitioned"):
         node.partitioned = False
-    if target in w.edges:
-        w.edge_links[w.edges[target].region].partitioned = False
     w.balancer.invalidate()
 
 
@@ -507,15 +503,12 @@ def claims(kind: str, target: str, world: World) -> set[str]:
     since each restores what it replaced when it clears."""
     if kind == "traffic_spike":
         return set()  # spikes multiply, so they stack and clear in any order
-    if kind in ("partition", "edge_outage", "db_partition"):
-        keys = {f"reach:{target}"}
-        if target in world.edges:
-            keys.add(f"reach:edge-link-{world.edges[target].region}")
-        if kind == "edge_outage":
-            keys = {f"edge:{target}"}
-        return keys
+    if kind == "edge_outage":
+        return {f"edge:{target}"}
+    if kind in ("partition", "db_partition"):
+        return {f"reach:{target}"}  # an edge's id is also its uplink's: one key covers both
     if kind == "region_outage":
-        return {f"edge:edge-{target}", f"reach:edge-link-{target}", f"reach:edge-{target}"}
+        return {f"edge:edge-{target}", f"reach:edge-{target}"}
     if kind == "lb_failure":
         return {f"lb:{target or world.balancer.active_id()}"}
     return {f"{kind}:{target}"}

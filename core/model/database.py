@@ -83,14 +83,13 @@ class StorageSink(Protocol):
 class Op:
     """A query in flight on the database tier."""
 
-    __slots__ = ("answered", "att", "back", "done", "node", "started", "write")
+    __slots__ = ("answered", "att", "back", "done", "node", "write")
 
     def __init__(self, att: Attempt, write: bool, done: DbCallback, node: DbNode) -> None:
         self.att = att
         self.write = write
         self.done = done
         self.node = node
-        self.started = 0.0
         self.back = 0.0
         self.answered = False
         """The application has its answer (or gave up waiting): later answers are dropped."""
@@ -287,7 +286,6 @@ class DatabaseTier:
         node.busy += 1
         node.inflight[op] = None
         now = self.kernel.now
-        op.started = now + lead
         rng = self.rng
         if op.write:
             cpu = rng.expovariate(self.write_rate) if self.write_rate else 0.0

@@ -306,7 +306,7 @@ async def test_ten_minutes_of_random_database_faults_keep_every_node_consistent(
             run.apply(kind, rng.choice(nodes), at=t, duration=rng.uniform(5, 40))
         t += rng.uniform(5.0, 30.0)
     await run.run_until(600.0)
-    assert run.db.failovers > 0 and run.db.rewound >= 0
+    assert run.db.failovers > 0
     assert await check(run.db, run.storage) == []
 
 
