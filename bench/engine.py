@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import simpy
 
-from core.kernel import Kernel
-from core.metrics import mmc_mean_wait
+from stackyard.core.kernel import Kernel
+from stackyard.core.metrics import mmc_mean_wait
 
 SERVERS = 4
 LAM = 3.2
@@ -128,8 +128,8 @@ def bench_mm4() -> float:
 
 def bench_default(baseline_rate: float) -> None:
     """Print the ``default`` scenario line, against the kernel's M/M/4 rate."""
-    from core.engine import Engine
-    from core.scenario import load_builtin
+    from stackyard.core.engine import Engine
+    from stackyard.core.scenario import load_builtin
 
     simulated = 600.0
 
@@ -153,9 +153,9 @@ def _default_wall(simulated: float, storage: bool) -> tuple[float, int, int]:
     """(wall seconds, requests, rows written) of ``default`` run through the async driver."""
     import asyncio
 
-    from core.engine import Engine
-    from core.scenario import load_builtin
-    from core.storage import Storage
+    from stackyard.core.engine import Engine
+    from stackyard.core.scenario import load_builtin
+    from stackyard.core.storage import Storage
 
     async def run() -> tuple[float, int, int]:
         eng = Engine(load_builtin("default"))

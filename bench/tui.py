@@ -26,11 +26,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.engine import Engine  # noqa: E402
-from core.scenario import resolve  # noqa: E402
-from core.session import LocalSession  # noqa: E402
-from core.storage import Storage  # noqa: E402
-from tui.app import StackyardApp  # noqa: E402
+from stackyard.core.engine import Engine  # noqa: E402
+from stackyard.core.scenario import resolve  # noqa: E402
+from stackyard.core.session import LocalSession  # noqa: E402
+from stackyard.core.storage import Storage  # noqa: E402
+from stackyard.tui.app import StackyardApp  # noqa: E402
 
 WALL = 10.0
 KEYS = 20

@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from core.config import ALGORITHMS, FaultSpec, Scenario, ScenarioError
-from core.faults import (
+from stackyard.core.config import ALGORITHMS, FaultSpec, Scenario, ScenarioError
+from stackyard.core.faults import (
     CATALOGUE,
     ActiveFault,
     FaultError,
@@ -20,15 +20,15 @@ from core.faults import (
     resolve_params,
     target_problem,
 )
-from core.kernel import Kernel
-from core.model.database import StorageSink
-from core.model.world import World
-from core.protocol import Command, Event, Snapshot
+from stackyard.core.kernel import Kernel
+from stackyard.core.model.database import StorageSink
+from stackyard.core.model.world import World
+from stackyard.core.protocol import Command, Event, Snapshot
 
 from . import snapshot as views
 
 if TYPE_CHECKING:
-    from core.storage import Storage
+    from stackyard.core.storage import Storage
 
 
 class CommandError(ValueError):

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.model.compute import TERMINATED
-from core.model.database import DbNode
-from core.model.world import World
+from stackyard.core.model.compute import TERMINATED
+from stackyard.core.model.database import DbNode
+from stackyard.core.model.world import World
 
 
 class FaultError(ValueError):

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.protocol import Snapshot
+from stackyard.core.protocol import Snapshot
 
 MIN_SPEED = 0.25
 MAX_SPEED = 100.0

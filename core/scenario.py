@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from core.config import LinkConfig, Scenario, ScenarioError
+from stackyard.core.config import LinkConfig, Scenario, ScenarioError
 
 __all__ = [
     "ScenarioError",
@@ -46,7 +46,7 @@ _MERGED_DICTS = frozenset({"network.links"})
 """Tables whose entries merge over the default entries (the engine needs every default link);
 every other table given in a file replaces its default wholesale."""
 _FIXED_LINKS = ("lb-app", "app-db", "db-repl")
-_BUILTIN_PACKAGE = "core.scenarios"
+_BUILTIN_PACKAGE = "stackyard.core.scenarios"
 _INVALID: Any = object()
 
 

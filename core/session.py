@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from core.protocol import Command, Snapshot
-from core.realtime import DriverStatus, RealtimeDriver
+from stackyard.core.protocol import Command, Snapshot
+from stackyard.core.realtime import DriverStatus, RealtimeDriver
 
 Subscriber = Callable[[Snapshot], None]
 
@@ -171,7 +171,7 @@ class LocalSession:
 
     async def send(self, command: Command) -> Reply:
         """Apply ``command`` now and publish a fresh snapshot showing its effect."""
-        from core.engine import CommandError
+        from stackyard.core.engine import CommandError
 
         try:
             result = self.engine.apply(command)
@@ -187,7 +187,7 @@ class LocalSession:
         storage = self._storage
         if storage is None:
             raise SessionError("this run keeps no SQL data (it was started without storage)")
-        from core.storage import QueryError
+        from stackyard.core.storage import QueryError
 
         try:
             result = storage.query(node, sql)
@@ -239,8 +239,8 @@ class LocalSession:
 
 def _local_catalogue() -> tuple[ActionInfo, ...]:
     """Fault kinds from core.faults and control commands from core.engine, as plain data."""
-    from core import config, engine
-    from core.faults import CATALOGUE
+    from stackyard.core import config, engine
+    from stackyard.core.faults import CATALOGUE
 
     choices: dict[str, dict[str, tuple[str, ...]]] = {
         "set_algorithm": {"name": tuple(config.ALGORITHMS)},

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from core.model.compute import RUNNING, Container
-from core.protocol import Event, NodeState, Snapshot
+from stackyard.core.model.compute import RUNNING, Container
+from stackyard.core.protocol import Event, NodeState, Snapshot
 
 if TYPE_CHECKING:
-    from core.engine import Engine
-    from core.model.world import World
+    from stackyard.core.engine import Engine
+    from stackyard.core.model.world import World
 
 TREND = 30
 """Seconds of per-second history carried in a node's ``info["trend"]``."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 if TYPE_CHECKING:
-    from core.model.database import DatabaseTier, Write
+    from stackyard.core.model.database import DatabaseTier, Write
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.scenario import builtin_description, builtin_names
+from stackyard.core.scenario import builtin_description, builtin_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def stackyard(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("STACKYARD_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
+        [sys.executable, "-m", "stackyard.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -163,7 +163,7 @@ def test_help(args: list[str]) -> None:
 
 
 def test_main_returns_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
-    from tui.cli import main
+    from stackyard.cli import main
 
     assert main(["scenarios"]) == 0
     assert main(["run", "default", "--duration", "soon"]) == 2

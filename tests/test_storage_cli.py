@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def stackyard(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
+        [sys.executable, "-m", "stackyard.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

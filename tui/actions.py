@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from core.protocol import Command, NodeState, Snapshot
-from core.session import ActionInfo
-from tui.keys import NODE_TYPES, key_of, target_type
+from stackyard.core.protocol import Command, NodeState, Snapshot
+from stackyard.core.session import ActionInfo
+from stackyard.tui.keys import NODE_TYPES, key_of, target_type
 
 VARIANTS: dict[str, list[dict[str, float]]] = {
     "link_latency": [{"latency": x / 1000, "jitter": x / 10000} for x in (50, 100, 200, 500, 1000)],

@@ -21,20 +21,27 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from core.protocol import Command, Event, NodeState, Snapshot
-from core.realtime import SPEEDS, next_speed
-from core.session import Reply, Session
-from tui import actions
-from tui.format import speed as fmt_speed
-from tui.history import History
-from tui.keys import GLOBAL_KEYS, NODE_KEYS, fault_for_key, global_fault, keys_for, region_of
-from tui.palette import ActionsProvider
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.main import MainScreen
-from tui.screens.sql import SqlScreen
-from tui.themes import DEFAULT, builtin_themes, resolve_name, user_themes
-from tui.widgets.tier_pane import TierPane
+from stackyard.core.protocol import Command, Event, NodeState, Snapshot
+from stackyard.core.realtime import SPEEDS, next_speed
+from stackyard.core.session import Reply, Session
+from stackyard.tui import actions
+from stackyard.tui.format import speed as fmt_speed
+from stackyard.tui.history import History
+from stackyard.tui.keys import (
+    GLOBAL_KEYS,
+    NODE_KEYS,
+    fault_for_key,
+    global_fault,
+    keys_for,
+    region_of,
+)
+from stackyard.tui.palette import ActionsProvider
+from stackyard.tui.screens.detail import DetailScreen
+from stackyard.tui.screens.help import HelpScreen
+from stackyard.tui.screens.main import MainScreen
+from stackyard.tui.screens.sql import SqlScreen
+from stackyard.tui.themes import DEFAULT, builtin_themes, resolve_name, user_themes
+from stackyard.tui.widgets.tier_pane import TierPane
 
 REPLICATION_CYCLE = ("async", "semi_sync", "sync")
 EXIT_WATCHDOG = 3.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from core.protocol import Snapshot
+from stackyard.core.protocol import Snapshot
 
 KEEP = 240
 """Samples kept per metric (one per snapshot, at most one per ``min_gap`` simulated seconds)."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.protocol import NodeState
-from core.session import ActionInfo
+from stackyard.core.protocol import NodeState
+from stackyard.core.session import ActionInfo
 
 NODE_KEYS: dict[str, tuple[str, str]] = {
     # key: (label in the footer and help, fault kinds it may mean, space-separated)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from tui.app import StackyardApp
+    from stackyard.tui.app import StackyardApp
 
 
 class ActionsProvider(Provider):

@@ -108,7 +108,7 @@ def load_theme(text: str, source: str) -> Theme:
 def builtin_themes() -> list[Theme]:
     """The themes shipped in the ``themes`` package, in file-name order."""
     out = []
-    for entry in sorted(resources.files("themes").iterdir(), key=lambda p: p.name):
+    for entry in sorted(resources.files("stackyard.themes").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".toml"):
             out.append(load_theme(entry.read_text(encoding="utf-8"), f"themes/{entry.name}"))
     order = {name: i for i, name in enumerate(

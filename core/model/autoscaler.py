@@ -6,8 +6,8 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from core.config import AutoscalerConfig
-from core.kernel import Kernel
+from stackyard.core.config import AutoscalerConfig
+from stackyard.core.kernel import Kernel
 
 from .compute import RUNNING, Cluster
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.config import BackupConfig
-from core.kernel import Kernel
+from stackyard.core.config import BackupConfig
+from stackyard.core.kernel import Kernel
 
 from .database import DatabaseTier, Write
 

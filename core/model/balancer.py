@@ -13,9 +13,9 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.config import ALGORITHMS, BalancerConfig
-from core.kernel import Handle, Kernel
-from core.metrics import Meter
+from stackyard.core.config import ALGORITHMS, BalancerConfig
+from stackyard.core.kernel import Handle, Kernel
+from stackyard.core.metrics import Meter
 
 from .traffic import Request
 

@@ -13,9 +13,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.config import AppConfig
-from core.kernel import Handle, Kernel
-from core.metrics import Meter, Series
+from stackyard.core.config import AppConfig
+from stackyard.core.kernel import Handle, Kernel
+from stackyard.core.metrics import Meter, Series
 
 from .traffic import STATIC, WRITE
 

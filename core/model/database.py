@@ -14,9 +14,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from core.config import DatabaseConfig
-from core.kernel import Handle, Kernel
-from core.metrics import Meter
+from stackyard.core.config import DatabaseConfig
+from stackyard.core.kernel import Handle, Kernel
+from stackyard.core.metrics import Meter
 
 if TYPE_CHECKING:
     from .balancer import Attempt

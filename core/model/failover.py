@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.config import FailoverConfig
-from core.kernel import Kernel
+from stackyard.core.config import FailoverConfig
+from stackyard.core.kernel import Kernel
 
 from .database import DatabaseTier, DbNode
 

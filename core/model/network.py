@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 
-from core.config import CdnConfig, LinkConfig
-from core.metrics import Meter
+from stackyard.core.config import CdnConfig, LinkConfig
+from stackyard.core.metrics import Meter
 
 from .traffic import Request
 

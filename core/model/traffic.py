@@ -9,10 +9,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.config import PatternConfig, RegionConfig, TrafficConfig
+from stackyard.core.config import PatternConfig, RegionConfig, TrafficConfig
 
 if TYPE_CHECKING:
-    from core.kernel import Handle, Kernel
+    from stackyard.core.kernel import Handle, Kernel
 
     from .network import Edge
 

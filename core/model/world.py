@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.config import Scenario
-from core.kernel import Kernel
-from core.metrics import Meter, RollingHistogram, Series, SloBudget
+from stackyard.core.config import Scenario
+from stackyard.core.kernel import Kernel
+from stackyard.core.metrics import Meter, RollingHistogram, Series, SloBudget
 
 from .autoscaler import Autoscaler
 from .backup import Backups

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from core.config import Scenario
-from core.engine import Engine
-from core.model.balancer import Attempt
-from core.model.traffic import Request
-from core.scenario import scenario_from_dict
+from stackyard.core.config import Scenario
+from stackyard.core.engine import Engine
+from stackyard.core.model.balancer import Attempt
+from stackyard.core.model.traffic import Request
+from stackyard.core.scenario import scenario_from_dict
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def scenario(base: str = "default", **sections: Any) -> Scenario:
     """A built-in scenario with sections overridden, e.g. ``scenario(cdn={"capacity": 10})``."""
-    text = resources.files("core.scenarios").joinpath(f"{base}.toml").read_text()
+    text = resources.files("stackyard.core.scenarios").joinpath(f"{base}.toml").read_text()
     data = merge(tomllib.loads(text), sections)
     return scenario_from_dict(data, f"{base}+overrides")
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from core.config import Scenario
-from core.engine import Engine
-from core.model.compute import PENDING, RUNNING
-from core.protocol import Command, Event
+from stackyard.core.config import Scenario
+from stackyard.core.engine import Engine
+from stackyard.core.model.compute import PENDING, RUNNING
+from stackyard.core.protocol import Command, Event
 
 from .conftest import merge, scenario
 

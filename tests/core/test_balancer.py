@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from core.config import ALGORITHMS, Scenario
-from core.engine import Engine
-from core.model.balancer import Backend
-from core.model.traffic import READ, Request
-from core.protocol import Command, Event
+from stackyard.core.config import ALGORITHMS, Scenario
+from stackyard.core.engine import Engine
+from stackyard.core.model.balancer import Backend
+from stackyard.core.model.traffic import READ, Request
+from stackyard.core.protocol import Command, Event
 
 from .conftest import merge, scenario
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from core.config import Scenario
-from core.engine import Engine
-from core.protocol import Command
+from stackyard.core.config import Scenario
+from stackyard.core.engine import Engine
+from stackyard.core.protocol import Command
 
 from .conftest import merge, scenario
 

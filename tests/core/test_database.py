@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.engine import Engine
-from core.model.database import DatabaseTier, Write
-from core.protocol import Command
-from core.storage import QueryError, Storage, check
+from stackyard.core.engine import Engine
+from stackyard.core.model.database import DatabaseTier, Write
+from stackyard.core.protocol import Command
+from stackyard.core.storage import QueryError, Storage, check
 
 from .conftest import scenario
 

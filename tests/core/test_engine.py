@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from core.engine import CommandError, Engine
-from core.faults import CATALOGUE
-from core.protocol import Command, Snapshot
+from stackyard.core.engine import CommandError, Engine
+from stackyard.core.faults import CATALOGUE
+from stackyard.core.protocol import Command, Snapshot
 
 from .conftest import live_requests, scenario
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.kernel import Kernel
+from stackyard.core.kernel import Kernel
 
 
 class Log:

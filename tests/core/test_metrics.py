@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.metrics import (
+from stackyard.core.metrics import (
     MAX_VALUE,
     MIN_VALUE,
     Histogram,
@@ -386,7 +386,7 @@ def test_erlang_c_rejects_bad_parameters(c: int, lam: float, mu: float) -> None:
 
 
 def test_meter_turns_a_running_total_into_per_second_counts() -> None:
-    from core.metrics import Meter
+    from stackyard.core.metrics import Meter
 
     meter = Meter()
     for second, total in enumerate([3, 3, 10, 25], start=1):
@@ -396,7 +396,7 @@ def test_meter_turns_a_running_total_into_per_second_counts() -> None:
 
 
 def test_rolling_histogram_keeps_the_all_time_figures_too() -> None:
-    from core.metrics import Histogram, RollingHistogram
+    from stackyard.core.metrics import Histogram, RollingHistogram
 
     rolling = RollingHistogram(3, keep_total=True)
     plain = Histogram()

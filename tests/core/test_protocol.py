@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from core.engine import Engine
-from core.protocol import Command, Event, NodeState, ProtocolError, Snapshot
+from stackyard.core.engine import Engine
+from stackyard.core.protocol import Command, Event, NodeState, ProtocolError, Snapshot
 
 from .conftest import scenario
 

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from core.engine import CommandError, Engine
-from core.faults import CATALOGUE
-from core.protocol import Command
+from stackyard.core.engine import CommandError, Engine
+from stackyard.core.faults import CATALOGUE
+from stackyard.core.protocol import Command
 
 from .conftest import live_requests, scenario
 

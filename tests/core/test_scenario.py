@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import LinkConfig, RegionConfig, Scenario, ScenarioError
-from core.scenario import (
+from stackyard.core.config import LinkConfig, RegionConfig, Scenario, ScenarioError
+from stackyard.core.scenario import (
     builtin_description,
     builtin_names,
     load_builtin,

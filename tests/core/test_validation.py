@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from core.engine import Engine
-from core.metrics import mmc_mean_wait
+from stackyard.core.engine import Engine
+from stackyard.core.metrics import mmc_mean_wait
 
 from .conftest import scenario
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from core.engine import Engine
-from core.scenario import resolve
-from core.session import LocalSession
-from core.storage import Storage
-from tui.app import StackyardApp
+from stackyard.core.engine import Engine
+from stackyard.core.scenario import resolve
+from stackyard.core.session import LocalSession
+from stackyard.core.storage import Storage
+from stackyard.tui.app import StackyardApp
 
 SEED = 7
 AppFactory = Callable[..., StackyardApp]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from textual.pilot import Pilot
 
-from core.protocol import Command
-from core.session import LocalSession, Reply
-from tui.app import StackyardApp
-from tui.screens.main import MainScreen
-from tui.widgets.tier_pane import TierPane
+from stackyard.core.protocol import Command
+from stackyard.core.session import LocalSession, Reply
+from stackyard.tui.app import StackyardApp
+from stackyard.tui.screens.main import MainScreen
+from stackyard.tui.widgets.tier_pane import TierPane
 
 
 def screen_text(app: StackyardApp) -> str:

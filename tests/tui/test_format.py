@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from core.engine import Engine
-from core.protocol import NodeState
-from core.realtime import DriverStatus
-from core.scenario import resolve
-from core.session import LocalSession
-from tui.format import bar, clock, count, ms, sparkline, speed, state_class
-from tui.keys import fault_for_key, keys_for, region_of
-from tui.widgets.header import header_content
-from tui.widgets.rows import node_row
+from stackyard.core.engine import Engine
+from stackyard.core.protocol import NodeState
+from stackyard.core.realtime import DriverStatus
+from stackyard.core.scenario import resolve
+from stackyard.core.session import LocalSession
+from stackyard.tui.format import bar, clock, count, ms, sparkline, speed, state_class
+from stackyard.tui.keys import fault_for_key, keys_for, region_of
+from stackyard.tui.widgets.header import header_content
+from stackyard.tui.widgets.rows import node_row
 
 
 @pytest.mark.parametrize(("fraction", "text"), [(0.0, "    "), (0.5, "██  "), (1.0, "████"),

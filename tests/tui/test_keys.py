@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from core.protocol import Command
+from stackyard.core.protocol import Command
+from stackyard.tui.screens.detail import DetailScreen
+from stackyard.tui.screens.help import HelpScreen
+from stackyard.tui.screens.main import MainScreen
 from tests.tui.conftest import AppFactory
 from tests.tui.helpers import advance, last_sent, pane, row_of, screen_text, select, session
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.main import MainScreen
 
 NODE_FAULTS = [
     ("d", "app-2", "container", "kill_container"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from textual.command import CommandPalette
 
-from core.protocol import Command
+from stackyard.core.protocol import Command
 from tests.tui.conftest import AppFactory
 from tests.tui.helpers import last_sent, screen_text, session
 

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 
-from core.engine import Engine
-from core.protocol import Command, Snapshot
-from core.realtime import MAX_SPEED, MIN_SPEED, RealtimeDriver, clamp_speed, next_speed
-from core.scenario import resolve
-from core.session import LocalSession, SessionError
-from core.storage import Storage
+from stackyard.core.engine import Engine
+from stackyard.core.protocol import Command, Snapshot
+from stackyard.core.realtime import MAX_SPEED, MIN_SPEED, RealtimeDriver, clamp_speed, next_speed
+from stackyard.core.scenario import resolve
+from stackyard.core.session import LocalSession, SessionError
+from stackyard.core.storage import Storage
 
 
 class ManualClock:

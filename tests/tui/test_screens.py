@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from stackyard.tui.screens.main import MainScreen
+from stackyard.tui.screens.sql import SqlScreen
 from tests.tui.conftest import AppFactory
 from tests.tui.helpers import advance, screen_text, select, session
-from tui.screens.main import MainScreen
-from tui.screens.sql import SqlScreen
 
 
 async def test_sql_console_queries_the_selected_node_and_refuses_writes(

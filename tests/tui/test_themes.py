@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from textual.color import Color
 
+from stackyard.tui.themes import ThemeError, builtin_themes, load_theme, resolve_name, user_themes
 from tests.tui.conftest import AppFactory, build_app
 from tests.tui.helpers import screen_text
-from tui.themes import ThemeError, builtin_themes, load_theme, resolve_name, user_themes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,5 +114,9 @@ def test_wheel_ships_themes_scenarios_and_styles(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in ("themes/dark.toml", "themes/light.toml", "themes/high-contrast.toml",
                  "themes/ansi-16.toml", "core/scenarios/default.toml", "tui/app.tcss",
-                 "tui/screens/main.py", "tui/widgets/tier_pane.py", "core/realtime.py"):
-        assert path in names, path
+                 "tui/screens/main.py", "tui/widgets/tier_pane.py", "core/realtime.py",
+                 "cli/__init__.py"):
+        assert f"stackyard/{path}" in names, path
+    # Exactly one top-level import package: nothing named core, tui or themes at the top.
+    tops = {name.split("/", 1)[0] for name in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"stackyard"}, tops

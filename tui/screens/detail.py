@@ -12,13 +12,13 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
-from core.protocol import NodeState, Snapshot
-from tui.format import GLYPHS, STATE_STYLE, count, state_class
-from tui.keys import keys_for
-from tui.widgets.header import KpiHeader
+from stackyard.core.protocol import NodeState, Snapshot
+from stackyard.tui.format import GLYPHS, STATE_STYLE, count, state_class
+from stackyard.tui.keys import keys_for
+from stackyard.tui.widgets.header import KpiHeader
 
 if TYPE_CHECKING:
-    from tui.app import StackyardApp
+    from stackyard.tui.app import StackyardApp
 
 
 STATIC = frozenset({"workers", "queue_cap", "memory_limit_mb", "vcpus", "cores", "pool_size",

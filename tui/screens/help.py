@@ -11,11 +11,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from core.session import ActionInfo
-from tui.keys import GLOBAL_KEYS, NODE_KEYS, key_of
+from stackyard.core.session import ActionInfo
+from stackyard.tui.keys import GLOBAL_KEYS, NODE_KEYS, key_of
 
 if TYPE_CHECKING:
-    from tui.app import StackyardApp
+    from stackyard.tui.app import StackyardApp
 
 GENERAL = [
     ("tab shift+tab", "next / previous pane (← → too)"),

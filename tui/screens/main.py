@@ -10,14 +10,14 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from core.protocol import NodeState, Snapshot
-from tui.widgets.event_log import EventLog
-from tui.widgets.header import KpiHeader
-from tui.widgets.tier_pane import TierPane
-from tui.widgets.trends import Trends
+from stackyard.core.protocol import NodeState, Snapshot
+from stackyard.tui.widgets.event_log import EventLog
+from stackyard.tui.widgets.header import KpiHeader
+from stackyard.tui.widgets.tier_pane import TierPane
+from stackyard.tui.widgets.trends import Trends
 
 if TYPE_CHECKING:
-    from tui.app import StackyardApp
+    from stackyard.tui.app import StackyardApp
 
 MIN_WIDTH = 60
 MIN_HEIGHT = 16

@@ -11,10 +11,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Select, Static
 
-from core.session import SessionError
+from stackyard.core.session import SessionError
 
 if TYPE_CHECKING:
-    from tui.app import StackyardApp
+    from stackyard.tui.app import StackyardApp
 
 EXAMPLE = "SELECT count(*) FROM writes"
 

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from textual.content import Content
 from textual.widget import Widget
 
-from core.protocol import Event
-from tui.format import clock
+from stackyard.core.protocol import Event
+from stackyard.tui.format import clock
 
 SEVERITY = {"info": ("·", "$text-muted"), "warning": ("▲", "$warning"), "error": ("✖", "$error")}
 

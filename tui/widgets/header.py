@@ -5,9 +5,9 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widget import Widget
 
-from core.protocol import Snapshot
-from core.realtime import DriverStatus
-from tui.format import clock, count, ms, pct, speed
+from stackyard.core.protocol import Snapshot
+from stackyard.core.realtime import DriverStatus
+from stackyard.tui.format import clock, count, ms, pct, speed
 
 
 def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> Content:

@@ -11,8 +11,8 @@ from typing import Any
 
 from textual.content import Content
 
-from core.protocol import NodeState
-from tui.format import GLYPHS, STATE_STYLE, bar, count, ms, pct, sparkline, state_class
+from stackyard.core.protocol import NodeState
+from stackyard.tui.format import GLYPHS, STATE_STYLE, bar, count, ms, pct, sparkline, state_class
 
 SHORT = {"starting": "start", "degraded": "degrade", "partitioned": "parted",
          "unhealthy": "unhealt", "terminated": "gone", "promoting": "promote",

@@ -11,8 +11,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from core.protocol import NodeState
-from tui.widgets.rows import node_row, summary_lines
+from stackyard.core.protocol import NodeState
+from stackyard.tui.widgets.rows import node_row, summary_lines
 
 APP_ORDER = {"container": 0, "vm": 1, "host": 2}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widget import Widget
 
-from core.protocol import Snapshot
-from tui.format import count, ms, sparkline
+from stackyard.core.protocol import Snapshot
+from stackyard.tui.format import count, ms, sparkline
 
 SERIES = (("rps", "arrivals/s", count), ("p99", "p99 latency", ms), ("errors", "errors/s", count))
 

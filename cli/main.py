@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from core.config import Scenario, ScenarioError
-from core.scenario import builtin_description, builtin_names, parse_duration, resolve
-from core.storage import Storage, StorageError, check
+from stackyard.core.config import Scenario, ScenarioError
+from stackyard.core.scenario import builtin_description, builtin_names, parse_duration, resolve
+from stackyard.core.storage import Storage, StorageError, check
 
 PROG = "stackyard"
 USAGE_ERROR = 2
@@ -128,7 +128,7 @@ def _tui_parser() -> _Parser:
 def _engine_class() -> Any | None:
     """The engine class, or None while core.engine is not available."""
     try:
-        from core.engine import Engine
+        from stackyard.core.engine import Engine
     except ImportError:
         return None
     return Engine
@@ -235,13 +235,13 @@ def _cmd_tui(argv: list[str]) -> int:
             f"the TUI needs a terminal (stdin and stdout are not both a TTY); "
             f"try '{PROG} run {args.scenario}' for a headless run"
         )
-    from core.session import LocalSession
-    from tui.app import run_app
+    from stackyard.core.session import LocalSession
+    from stackyard.tui.app import run_app
 
     engine = engine_class(scenario, seed=args.seed)
     storage = None
     if hasattr(engine, "db_nodes") and engine.db_nodes():
-        from core.storage import Storage
+        from stackyard.core.storage import Storage
 
         storage = Storage(engine.db_nodes())
         engine.attach_storage(storage)
@@ -257,7 +257,7 @@ def _publish_hz(scenario: Scenario) -> float:
 
 
 def _check_theme(name: str) -> None:
-    from tui.themes import ThemeError, builtin_themes, resolve_name, user_themes
+    from stackyard.tui.themes import ThemeError, builtin_themes, resolve_name, user_themes
 
     available = [t.name for t in builtin_themes()] + user_themes().names()
     from textual.theme import BUILTIN_THEMES
@@ -458,10 +458,24 @@ def _errors(summary: dict[str, Any]) -> str:
 # --- entry point --------------------------------------------------------------------------
 
 
+def version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("stackyard")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error, 1 internal error)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args[:1] in (["--version"], ["-V"]):
+            print(f"{PROG} {version()}")
+            return 0
         if args and args[0] in COMMANDS:
             ns = _command_parser().parse_args(args)
             handler: Callable[[argparse.Namespace], int] = ns.handler
