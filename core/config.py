@@ -29,6 +29,9 @@ Algorithm = Literal[
     "peak_ewma",
 ]
 PatternKind = Literal["constant", "ramp", "diurnal", "spike"]
+ArrivalKind = Literal["poisson", "batch", "mmpp"]
+DistributionKind = Literal["exponential", "deterministic", "lognormal", "gamma", "pareto"]
+ENDPOINTS = ("static", "read", "write")
 
 
 def dur(default: float, *, min: float = 0.0, max: float | None = None) -> Any:
@@ -65,10 +68,26 @@ class PatternConfig:
 
 
 @dataclass(frozen=True)
+class ArrivalConfig:
+    """How a region's requests arrive around its mean rate: ``poisson`` (independent);
+    ``batch``, groups of requests at the same instant (geometric sizes, mean ``batch``);
+    ``mmpp``, a two-state Markov-modulated Poisson process that spends ``burst_share`` of the
+    time in bursts of mean length ``burst_length`` at ``burst_factor`` times the quiet rate.
+    Either way the long-run mean rate is the region's ``rate`` x its pattern."""
+
+    kind: ArrivalKind = "poisson"
+    batch: float = num(4.0, min=1.0, max=1000.0)
+    burst_factor: float = num(5.0, min=1.0, max=100.0)
+    burst_share: float = num(0.1, min=0.001, max=0.9)
+    burst_length: float = dur(5.0, min=0.01, max=86_400.0)
+
+
+@dataclass(frozen=True)
 class RegionConfig:
     rate: float = num(200.0, min=0.0)
     """Requests per second at multiplier 1."""
     pattern: PatternConfig = field(default_factory=PatternConfig)
+    arrivals: ArrivalConfig = field(default_factory=ArrivalConfig)
 
 
 @dataclass(frozen=True)
@@ -213,12 +232,29 @@ class ContainerConfig:
 
 
 @dataclass(frozen=True)
+class DistributionConfig:
+    """The shape of an endpoint's CPU demand around its mean."""
+
+    kind: DistributionKind = "exponential"
+    cv: float = num(1.0, min=0.05, max=10.0)
+    """lognormal, gamma: coefficient of variation (standard deviation / mean)."""
+    alpha: float = num(1.5, min=0.5, max=5.0)
+    """pareto: tail index; the smaller, the heavier the tail."""
+    max_ratio: float = num(1000.0, min=2.0, max=100_000.0)
+    """pareto: the largest demand, as a multiple of the mean (a bounded Pareto)."""
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
-    """Mean CPU demand per endpoint (exponentially distributed)."""
+    """Mean CPU demand per endpoint; exponentially distributed unless ``distribution`` gives
+    the endpoint another shape."""
 
     static: float = dur(0.002)
     read: float = dur(0.008)
     write: float = dur(0.012)
+    distribution: dict[str, DistributionConfig] = field(default_factory=dict)
+    """Per endpoint (static, read, write): its distribution; endpoints left out are
+    exponential."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +309,9 @@ class BackupConfig:
     """Fixed time to lay down a base backup."""
     replay_rate: float = num(5000.0, min=1.0)
     """Archived log records replayed per second during a restore."""
+    retention: int = num(2, min=1, max=100)
+    """Base backups kept (the empty database at 0 s counts while it is among them); the
+    archive keeps the log from the oldest one on, so earlier points are no longer restorable."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +330,9 @@ class DatabaseConfig:
     """Disk flush latency paid by every commit (and by replicas confirming)."""
     apply_rate: float = num(2000.0, min=0.1)
     """Log records per second a replica applies."""
+    wal_keep: int = num(100_000, min=100, max=10_000_000)
+    """Log records a node keeps for replicas that have not applied them yet (PostgreSQL's
+    max_slot_wal_keep_size); a replica further behind is re-cloned from the primary."""
     replication: Replication = "async"
     sync_replicas: int = num(1, min=1)
     """sync / semi_sync: a write is acknowledged after this many replicas confirm it."""

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from stackyard.core.config import LinkConfig, Scenario, ScenarioError
+from stackyard.core.config import ENDPOINTS, LinkConfig, Scenario, ScenarioError
 
 __all__ = [
     "ScenarioError",
@@ -48,6 +48,8 @@ every other table given in a file replaces its default wholesale."""
 _FIXED_LINKS = ("lb-app", "app-db", "db-repl")
 _BUILTIN_PACKAGE = "stackyard.core.scenarios"
 _INVALID: Any = object()
+_TOO_DEEP = ("arrays or tables nested too deeply to read (a scenario needs at most a few "
+             "levels)")
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -98,7 +100,10 @@ def load_scenario(path: str | Path) -> Scenario:
 def scenario_from_dict(data: dict[str, Any], source: str) -> Scenario:
     """Validate a parsed scenario (TOML or JSON shaped) and merge it over the defaults."""
     builder = _Builder()
-    scenario = builder.build(data)
+    try:
+        scenario = builder.build(data)
+    except RecursionError:
+        raise ScenarioError([_TOO_DEEP], source) from None
     if builder.problems:
         raise ScenarioError(builder.problems, source)
     return scenario
@@ -162,6 +167,8 @@ def _from_bytes(raw: bytes, source: str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"invalid TOML: {exc}"], source) from None
+    except RecursionError:
+        raise ScenarioError([f"invalid TOML: {_TOO_DEEP}"], source) from None
     if not data:
         raise ScenarioError(["empty scenario; expected TOML tables such as [traffic]"], source)
     return scenario_from_dict(data, source)
@@ -181,6 +188,8 @@ def _join(path: str, key: str) -> str:
 
 
 def _fmt(x: float) -> str:
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))  # 10000000, not 1e+07
     return f"{x:g}"
 
 
@@ -387,6 +396,10 @@ class _Builder:
             self.fail("traffic.mix", f"expected fractions with a sum > 0, got {got}")
         if not self.failed_under("traffic.regions") and not s.traffic.regions:
             self.fail("traffic.regions", "expected at least one region, got none")
+        for name in s.app.service.distribution:
+            if name not in ENDPOINTS:
+                path = _join("app.service.distribution", name)
+                self.fail(path, _unknown_key(name, list(ENDPOINTS), what="endpoint"))
         for i, fault in enumerate(s.faults):
             if not self.failed_under(f"faults[{i}].kind") and not fault.kind:
                 self.fail(f"faults[{i}].kind", "expected a fault kind such as 'kill_container'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 import tomllib
 import typing
 from pathlib import Path
@@ -129,6 +130,32 @@ def test_invalid_toml_is_one_line_with_position(tmp_path: Path, text: str, where
     assert "\n" not in problem
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 5000 + "]" * 5000 + "\n",
+        "[run]\nname = " + "{ a = " * 3000 + "1" + " }" * 3000 + "\n",
+    ],
+    ids=["arrays", "inline-tables"],
+)
+def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path, text: str) -> None:
+    (problem,) = problems_of(tmp_path, text)
+    assert problem == ("invalid TOML: arrays or tables nested too deeply to read (a scenario "
+                       "needs at most a few levels)")
+
+
+def test_deeply_nested_data_from_elsewhere_is_one_line_too() -> None:
+    data: dict[str, object] = {}
+    inner = data
+    for _ in range(sys.getrecursionlimit() * 2):
+        inner["run"] = {}
+        inner = inner["run"]  # type: ignore[assignment]
+    with pytest.raises(ScenarioError) as info:
+        scenario_from_dict(data, "mqtt")
+    (line,) = info.value.lines()
+    assert line.startswith("mqtt: ")
+
+
 # --- bad values ---------------------------------------------------------------------------
 
 BAD_VALUES = [
@@ -221,6 +248,68 @@ BAD_VALUES = [
     (
         '[[faults]]\ntarget = "app-1"\n',
         "faults[0].kind: expected a fault kind such as 'kill_container'",
+    ),
+    # service-time shapes and bursty arrivals: every parameter has a limit the engine honours
+    (
+        '[app.service.distribution.read]\nkind = "weibull"\n',
+        "app.service.distribution.read.kind: expected one of 'exponential', 'deterministic', "
+        "'lognormal', 'gamma', 'pareto', got 'weibull'",
+    ),
+    (
+        "[app.service.distribution.read]\ncv = 0\n",
+        "app.service.distribution.read.cv: expected a number between 0.05 and 10, got 0",
+    ),
+    (
+        "[app.service.distribution.write]\ncv = 11\n",
+        "app.service.distribution.write.cv: expected a number between 0.05 and 10, got 11",
+    ),
+    (
+        '[app.service.distribution.static]\nkind = "pareto"\nalpha = 0.1\n',
+        "app.service.distribution.static.alpha: expected a number between 0.5 and 5, got 0.1",
+    ),
+    (
+        "[app.service.distribution.read]\nmax_ratio = 1\n",
+        "app.service.distribution.read.max_ratio: expected a number between 2 and 100000, got 1",
+    ),
+    (
+        "[app.service.distribution.reed]\ncv = 2\n",
+        "app.service.distribution.reed: unknown endpoint (did you mean 'read'?)",
+    ),
+    (
+        '[traffic.regions.eu.arrivals]\nkind = "bursty"\n',
+        "traffic.regions.eu.arrivals.kind: expected one of 'poisson', 'batch', 'mmpp', "
+        "got 'bursty'",
+    ),
+    (
+        "[traffic.regions.eu.arrivals]\nbatch = 0.5\n",
+        "traffic.regions.eu.arrivals.batch: expected a number between 1 and 1000, got 0.5",
+    ),
+    (
+        "[traffic.regions.eu.arrivals]\nbatch = 5000\n",
+        "traffic.regions.eu.arrivals.batch: expected a number between 1 and 1000, got 5000",
+    ),
+    (
+        "[traffic.regions.eu.arrivals]\nburst_factor = 1000\n",
+        "traffic.regions.eu.arrivals.burst_factor: expected a number between 1 and 100, "
+        "got 1000",
+    ),
+    (
+        "[traffic.regions.eu.arrivals]\nburst_share = 1\n",
+        "traffic.regions.eu.arrivals.burst_share: expected a number between 0.001 and 0.9, "
+        "got 1",
+    ),
+    (
+        '[traffic.regions.eu.arrivals]\nburst_length = "1ms"\n',
+        "traffic.regions.eu.arrivals.burst_length: expected a duration between 0.01 s and "
+        "86400 s, got '1ms'",
+    ),
+    (
+        "[database]\nwal_keep = 10\n",
+        "database.wal_keep: expected an integer between 100 and 10000000, got 10",
+    ),
+    (
+        "[database.backup]\nretention = 0\n",
+        "database.backup.retention: expected an integer between 1 and 100, got 0",
     ),
 ]
 
