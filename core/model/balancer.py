@@ -7,9 +7,9 @@ forwards. When it fails the standby takes the VIP over after ``vip_takeover`` se
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ Emit = Callable[[str, str, str, str, str], None]
 class Attempt:
     """One try of a request on one backend."""
 
-    __slots__ = ("arrived", "backend", "cpu", "done", "handle", "req", "retry", "start")
+    __slots__ = ("arrived", "backend", "cpu", "done", "handle", "req", "retry", "slack", "start")
 
     def __init__(self, req: Request, backend: Backend, start: float, retry: bool) -> None:
         self.req = req
@@ -44,6 +44,9 @@ class Attempt:
         self.handle: Handle | None = None
         self.arrived = start
         """When it reached the container (for the time it waited for a worker)."""
+        self.slack = 0.0
+        """Short trips folded into its events (the attempt ran that much early); its answer
+        travels that much longer, so the latency is exact."""
 
 
 class Backend:
@@ -64,6 +67,7 @@ class Backend:
         "id",
         "meter",
         "picks",
+        "points",
         "weight",
     )
 
@@ -84,6 +88,8 @@ class Backend:
         self.picks = 0
         self.meter = Meter()
         """Requests sent to it per second (the balancer's share over recent seconds)."""
+        self.points: list[int] | None = None
+        """Its points on the consistent-hash ring (computed when the ring first needs them)."""
 
 
 class BalancerNode:
@@ -127,11 +133,15 @@ class Balancer:
         self._wrr: dict[str, float] = {}
         self._ring: list[tuple[int, Backend]] = []
         self._ring_keys: list[int] = []
+        self._ring_stale = True
+        """Membership changed since the ring was built (it is rebuilt when next needed)."""
         self.inflight = 0
         self.retries_inflight = 0
-        self._deadlines: list[tuple[float, int, Attempt]] = []
-        """A heap of attempt deadlines (the timeout can change while attempts are out)."""
-        self._seq = 0
+        self._lanes: dict[float, deque[tuple[float, Attempt]]] = {}
+        """Attempt deadlines, one FIFO per timeout value in use: each is in deadline order,
+        so a dispatch appends instead of pushing onto a heap."""
+        self._lane: deque[tuple[float, Attempt]] | None = None
+        self._lane_timeout = -1.0
         self._timer: Handle | None = None
         # counters
         self.forwarded = 0
@@ -149,7 +159,7 @@ class Balancer:
         b = Backend(container, self.kernel.now, weight)
         self.backends[b.id] = b
         self._order.append(b)
-        self._rebuild_ring()
+        self._ring_stale = True
         self.invalidate()
 
     def remove(self, container_id: str) -> None:
@@ -157,7 +167,7 @@ class Balancer:
         if b is not None:
             self._order.remove(b)
             self._wrr.pop(container_id, None)
-            self._rebuild_ring()
+            self._ring_stale = True
             self.invalidate()
 
     def invalidate(self) -> None:
@@ -175,13 +185,16 @@ class Balancer:
         return self._eligible
 
     def _rebuild_ring(self) -> None:
+        """Lay every backend's points on the ring (each backend hashes its points once)."""
         ring: list[tuple[int, Backend]] = []
         for b in self._order:
-            for i in range(self.cfg.hash_replicas):
-                ring.append((_hash(f"{b.id}#{i}"), b))
+            if b.points is None:
+                b.points = [_hash(f"{b.id}#{i}") for i in range(self.cfg.hash_replicas)]
+            ring.extend((h, b) for h in b.points)
         ring.sort(key=lambda e: e[0])
         self._ring = ring
         self._ring_keys = [h for h, _ in ring]
+        self._ring_stale = False
 
     # -- the pair ---------------------------------------------------------------------------
 
@@ -245,10 +258,6 @@ class Balancer:
             return
         now = self.kernel.now
         req.attempts += 1
-        if req.tried is None:
-            req.tried = [backend.id]
-        else:
-            req.tried.append(backend.id)
         att = Attempt(req, backend, now, retry)
         backend.active += 1
         backend.picks += 1
@@ -256,12 +265,20 @@ class Balancer:
         self.forwarded += 1
         if retry:
             self.retries_inflight += 1
-        if self.timeout > 0.0:
-            deadline = now + self.timeout
-            self._seq += 1
-            heapq.heappush(self._deadlines, (deadline, self._seq, att))
-            if self._timer is None or deadline < self._timer[0]:
-                self.kernel.cancel(self._timer)
+        timeout = self.timeout
+        if timeout > 0.0:
+            deadline = now + timeout
+            lane = self._lane
+            if timeout != self._lane_timeout or lane is None:
+                lane = self._lanes.get(timeout)
+                if lane is None:
+                    lane = self._lanes[timeout] = deque()
+                self._lane = lane
+                self._lane_timeout = timeout
+            lane.append((deadline, att))
+            timer = self._timer
+            if timer is None or deadline < timer[0]:
+                self.kernel.cancel(timer)
                 self._timer = self.kernel.call_at(deadline, self._expire)
         container = backend.container
         if self.link.partitioned or container.partitioned:
@@ -274,17 +291,31 @@ class Balancer:
 
     def _expire(self, _: object) -> None:
         now = self.kernel.now
-        heap = self._deadlines
         self._timer = None
         # Answered attempts leave from the head whatever their deadline, so the timer fires
         # about once per timeout period rather than once per attempt.
-        while heap and (heap[0][2].done or heap[0][0] <= now):
-            att = heapq.heappop(heap)[2]
+        expired: list[tuple[float, Attempt]] = []
+        lanes = 0
+        for timeout, lane in list(self._lanes.items()):
+            before = len(expired)
+            while lane and (lane[0][1].done or lane[0][0] <= now):
+                entry = lane.popleft()
+                if not entry[1].done:
+                    entry[1].slack = 0.0  # given up on by the balancer's own clock
+                    expired.append(entry)
+            lanes += len(expired) > before
+            if not lane and lane is not self._lane:
+                del self._lanes[timeout]
+        if lanes > 1:  # deadline order across lanes, as one heap would give (stable sort)
+            expired.sort(key=lambda e: e[0])
+        for _, att in expired:
             if not att.done:
                 self.timeouts += 1
                 self.respond(att, False, "timeout")
-        if heap and self._timer is None:
-            self._timer = self.kernel.call_at(heap[0][0], self._expire)
+        if self._timer is None:
+            heads = [lane[0][0] for lane in self._lanes.values() if lane]
+            if heads:
+                self._timer = self.kernel.call_at(min(heads), self._expire)
 
     def respond(self, att: Attempt, ok: bool, cause: str) -> None:
         """A backend's answer (or the balancer giving up on it)."""
@@ -297,8 +328,10 @@ class Balancer:
         if att.retry:
             self.retries_inflight -= 1
         now = self.kernel.now
-        self._observe(b, now - att.start, now)
+        slack = att.slack
+        self._observe(b, now + slack - att.start, now)
         req = att.req
+        req.slack += slack
         if ok:
             b.consecutive_5xx = 0
             self.reply(req, True, "")
@@ -308,6 +341,10 @@ class Balancer:
             self._eject(b, cause)
         if req.attempts <= self.retries and self._budget_allows():
             self.retried += 1
+            if req.tried is None:
+                req.tried = [b.id]
+            else:
+                req.tried.append(b.id)
             backoff = self.cfg.retry_backoff * (2 ** (req.attempts - 1))
             self.kernel.call_later(self.rng.random() * backoff, self._retry, req)
         else:
@@ -420,10 +457,12 @@ class Balancer:
         rng = self.rng
         if algo == "round_robin":
             n = len(cands)
+            ss = self.cfg.slow_start
             for _ in range(n):
                 self._rr += 1
                 b = cands[self._rr % n]
-                if self._slow(b, now) >= 1.0 or rng.random() < self._slow(b, now):
+                age = now - b.added_at
+                if age >= ss or rng.random() < (age / ss if age > 0.1 * ss else 0.1):
                     return b
             return b
         if algo == "random":
@@ -474,6 +513,8 @@ class Balancer:
         return best
 
     def _hash_pick(self, req: Request, cands: list[Backend]) -> Backend:
+        if self._ring_stale:
+            self._rebuild_ring()
         keys = self._ring_keys
         if not keys:
             return cands[0]

@@ -2,12 +2,19 @@
 
 A container has worker slots and a bounded queue (503 when full). A request holds its worker
 through its CPU phase and its database step, so a slow database exhausts workers upstream.
-CPU time is the endpoint's demand (exponential) stretched by contention: more requests in their
-CPU phase than the container's cores, more load than the VM's vCPUs, or steal on the host.
+
+CPU is processor sharing: the requests in their CPU phase (and a CPU hog's threads) share the
+container's ``cpu`` cores fairly, each getting at most one core; a VM whose containers want more
+than its vCPUs slows them all in proportion, and steal on the host slows everything on it. The
+shares are recomputed whenever a request starts or ends its CPU phase, so the sharing is exact.
+It runs on virtual time: every request in the phase progresses at the same rate, so each needs
+one number (the virtual time at which its demand is met) and the container one kernel timer,
+rescheduled when the rate changes, for its next completion.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +24,8 @@ from stackyard.core.config import AppConfig
 from stackyard.core.kernel import Handle, Kernel
 from stackyard.core.metrics import Meter, Series
 
-from .traffic import STATIC, WRITE
+from .service import EXPONENTIAL, sampler
+from .traffic import ENDPOINTS, STATIC, WRITE
 
 if TYPE_CHECKING:
     from .balancer import Attempt, Balancer
@@ -33,8 +41,11 @@ BACKOFF = "backoff"
 TERMINATED = "terminated"
 
 FOLD_LIMIT = 0.001
-"""A link delay up to this is folded into the attempt's first event on the container (its
-state changes land at most this early); a longer one gets an arrival event of its own."""
+"""A link delay up to this is folded: the attempt starts on the container at once and the delay
+is added to its answer's trip (its state changes land at most this early); a longer one gets an
+arrival event of its own."""
+DONE = 1e-12
+"""Virtual seconds of demand left that count as none (float rounding of the virtual clock)."""
 
 CRASH_RESET_AFTER = 600.0
 """A container that ran this long without crashing starts its back-off from scratch."""
@@ -52,8 +63,12 @@ class Host:
         self.vms: list[Vm] = []
 
     def set_steal(self, steal: float) -> None:
+        """A noisy neighbour takes ``steal`` of the CPU: everything on the host slows down."""
         self.steal = min(max(steal, 0.0), 0.95)
         self.slowdown = 1.0 / (1.0 - self.steal)
+        for vm in self.vms:
+            for c in vm.containers:
+                c.reshare()
 
 
 class Vm:
@@ -77,12 +92,11 @@ class Container:
 
     def __init__(self, cid: str, cluster: Cluster) -> None:
         cfg = cluster.cfg.container
-        svc = cluster.cfg.service
         self.id = cid
         self.cluster = cluster
         self.kernel = cluster.kernel
         self.rng = cluster.kernel.rng(f"container:{cid}")
-        self.rates = [1.0 / m if m > 0 else 0.0 for m in (svc.static, svc.read, svc.write)]
+        self.draws = cluster.draws
         self.cpu = cfg.cpu
         self.workers = cfg.workers
         self.qcap = cfg.queue
@@ -102,6 +116,20 @@ class Container:
         self.crash_after = 2.0
         self.busy = 0
         self.cpu_busy = 0
+        """Attempts in their CPU phase (sharing the cores)."""
+        self.ps: list[tuple[float, int, Attempt]] = []
+        """The CPU phase as a heap of (virtual time its demand is met, order, attempt)."""
+        self.vclock = 0.0
+        """Virtual time: the CPU seconds each attempt in the phase has received (at ``vstamp``)."""
+        self.vstamp = 0.0
+        self.vrate = 1.0
+        """Virtual seconds per second: each attempt's share of a core now."""
+        self.vm_share = 0.0
+        """Cores it asks of its VM (counted in the VM's load)."""
+        self._ps_seq = 0
+        self._cpu_timer: Handle | None = None
+        self._completing = False
+        """Inside a completion: starts reschedule the timer once, at its end."""
         self.queue: deque[Attempt] = deque()
         self.jobs: dict[Attempt, None] = {}
         """Attempts holding a worker, in start order (a dict, so iteration is deterministic)."""
@@ -159,19 +187,20 @@ class Container:
     # -- requests ---------------------------------------------------------------------------
 
     def receive(self, att: Attempt, lead: float = 0.0) -> None:
-        """An attempt from the balancer, arriving ``lead`` seconds from now (the link delay is
-        folded into the first event rather than given one of its own)."""
+        """An attempt from the balancer, arriving ``lead`` seconds from now (a short trip is
+        folded: the attempt starts at once and its answer travels that much longer)."""
         if lead > FOLD_LIMIT:
             att.handle = self.kernel.call_later(lead, self.receive, att)
             return
         att.handle = None
-        att.arrived = self.kernel.now + lead
+        att.slack += lead
+        att.arrived = self.kernel.now
         state = self.state
         if state != RUNNING and state != DRAINING:
             self.cluster.respond(att, False, "conn_refused")
             return
         if self.busy < self.workers:
-            self._start(att, lead)
+            self._start(att)
         elif len(self.queue) < self.qcap:
             self.queue.append(att)
             if self.memory() > self.mem_limit:
@@ -180,59 +209,131 @@ class Container:
             self.failed += 1
             self.cluster.respond(att, False, "queue_full")
 
-    def _start(self, att: Attempt, lead: float = 0.0) -> None:
+    def _start(self, att: Attempt) -> None:
+        """Give ``att`` a worker: it enters the CPU phase with a demand drawn for its endpoint."""
         self.started += 1
-        wait = self.kernel.now + lead - att.arrived
+        now = self.kernel.now
+        wait = now - att.arrived
         if wait > 0.0:
             self.wait_total += wait
         self.busy += 1
         self.jobs[att] = None
-        rate = self.rates[att.req.endpoint]
-        demand = self.rng.expovariate(rate) if rate else 0.0
+        demand = self.draws[att.req.endpoint](self.rng)
         self.cpu_seconds += demand
         att.cpu = True
-        n = self.cpu_busy + 1
-        self.cpu_busy = n
-        cpu = self.cpu
-        load = n + self.hog
-        factor = load / cpu if load > cpu else 1.0
-        vm = self.vm
-        assert vm is not None
-        before = n - 1 + self.hog
-        delta = (load if load < cpu else cpu) - (before if before < cpu else cpu)
-        if delta:
-            vm.load += delta
-        if vm.load > vm.vcpus:
-            factor *= vm.load / vm.vcpus
-        factor *= vm.host.slowdown
-        att.handle = self.kernel.call_later(lead + demand * factor, self._cpu_done, att)
+        if self.cpu_busy:
+            self.vclock += (now - self.vstamp) * self.vrate
+        else:
+            self.vclock = 0.0  # an idle phase restarts its clock: no drift over a long run
+        self.vstamp = now
+        self._ps_seq += 1
+        heapq.heappush(self.ps, (self.vclock + demand, self._ps_seq, att))
+        self.cpu_busy += 1
+        self._update_vm()
+        if not self._completing:
+            self._schedule()
 
-    def _release_cpu(self, att: Attempt) -> None:
-        att.cpu = False
-        n = self.cpu_busy
-        self.cpu_busy = n - 1
+    def share(self) -> float:
+        """Each CPU-phase attempt's progress per second: a fair share of the cores (at most
+        one), scaled down by an oversubscribed VM and by steal on the host."""
+        load = self.cpu_busy + self.hog
         cpu = self.cpu
-        after = n - 1 + self.hog
-        before = n + self.hog
-        delta = (before if before < cpu else cpu) - (after if after < cpu else cpu)
-        if delta and self.vm is not None:
-            self.vm.load -= delta
+        rate = cpu / load if load > cpu else 1.0
+        vm = self.vm
+        if vm is not None:
+            if vm.load > vm.vcpus:
+                rate *= vm.vcpus / vm.load
+            rate *= 1.0 - vm.host.steal
+        return rate
+
+    def _schedule(self) -> None:
+        """Recompute the share and point the timer at the next completion (``vstamp`` is now)."""
+        ps = self.ps
+        timer = self._cpu_timer
+        if not ps:
+            if timer is not None:
+                self.kernel.cancel(timer)
+                self._cpu_timer = None
+            return
+        rate = self.share()
+        self.vrate = rate
+        t = self.vstamp + (ps[0][0] - self.vclock) / rate
+        if timer is not None:
+            if timer[0] == t:
+                return
+            self.kernel.cancel(timer)
+        self._cpu_timer = self.kernel.call_at(t, self._complete)
+
+    def reshare(self) -> None:
+        """Something outside changed the shares (steal, the VM's load): re-time the phase."""
+        if self.cpu_busy:
+            now = self.kernel.now
+            self.vclock += (now - self.vstamp) * self.vrate
+            self.vstamp = now
+            self._schedule()
+
+    def _update_vm(self) -> None:
+        """Bring its part of the VM's load in line; siblings re-time if the VM is (or was)
+        oversubscribed."""
+        vm = self.vm
+        if vm is None:
+            return
+        load = self.cpu_busy + self.hog
+        share = load if load < self.cpu else self.cpu
+        delta = share - self.vm_share
+        if delta:
+            self.vm_share = share
+            before = vm.load
+            vm.load = before + delta
+            if before > vm.vcpus or vm.load > vm.vcpus:
+                for c in vm.containers:
+                    if c is not self:
+                        c.reshare()
+
+    def _complete(self, _: object) -> None:
+        """The timer: every attempt whose demand is met leaves the CPU phase."""
+        self._cpu_timer = None
+        now = self.kernel.now
+        self.vclock += (now - self.vstamp) * self.vrate
+        self.vstamp = now
+        ps = self.ps
+        limit = self.vclock + DONE
+        pop = heapq.heappop
+        att = pop(ps)[2]
+        att.cpu = False
+        if ps and ps[0][0] <= limit:
+            done = [att]
+            while ps and ps[0][0] <= limit:
+                nxt = pop(ps)[2]
+                nxt.cpu = False
+                done.append(nxt)
+        else:
+            done = None
+        self.cpu_busy = len(ps)
+        self._completing = True
+        if done is None:
+            self._cpu_done(att)
+        else:
+            for att in done:
+                if att in self.jobs:  # an earlier one's answer may have crashed it
+                    self._cpu_done(att)
+        self._completing = False
+        self._update_vm()
+        self._schedule()
 
     def _cpu_done(self, att: Attempt) -> None:
-        self._release_cpu(att)
         db = self.cluster.db
         endpoint = att.req.endpoint
         if endpoint == STATIC or db is None:
             self._finish(att, True, "")
         else:
-            att.handle = db.submit(att, endpoint == WRITE, self._db_done)
+            db.submit(att, endpoint == WRITE, self._db_done)
 
     def _db_done(self, att: Attempt, ok: bool, cause: str) -> None:
         if att in self.jobs:  # else the container died while the database worked on it
             self._finish(att, ok, cause)
 
     def _finish(self, att: Attempt, ok: bool, cause: str) -> None:
-        att.handle = None
         self.jobs.pop(att, None)
         self.busy -= 1
         if ok:
@@ -249,16 +350,21 @@ class Container:
         """Fail every attempt it holds (the process is gone)."""
         kernel = self.kernel
         self.failed += len(self.jobs) + len(self.queue)
-        for att in list(self.jobs):
+        self.ps.clear()
+        self.cpu_busy = 0
+        kernel.cancel(self._cpu_timer)
+        self._cpu_timer = None
+        self._update_vm()
+        jobs = list(self.jobs)
+        self.jobs.clear()
+        self.busy = 0
+        for att in jobs:
             kernel.cancel(att.handle)
             att.handle = None
-            if att.cpu:
-                self._release_cpu(att)
+            att.cpu = False
             self.cluster.respond(att, False, cause)
-        self.jobs.clear()
         while self.queue:
             self.cluster.respond(self.queue.popleft(), False, cause)
-        self.busy = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -364,14 +470,16 @@ class Container:
         self._leak_timer = self.kernel.call_later(1.0, self._leak)
 
     def set_hog(self, cores: float) -> None:
-        """Add (or remove) a CPU hog of ``cores`` inside the container."""
-        vm = self.vm
-        cpu = self.cpu
-        before = min(self.cpu_busy + self.hog, cpu)
+        """Add (or remove) a CPU hog of ``cores`` inside the container: its threads take their
+        fair share of the cores like any request."""
+        if self.cpu_busy:
+            now = self.kernel.now
+            self.vclock += (now - self.vstamp) * self.vrate
+            self.vstamp = now
         self.hog = max(cores, 0.0)
-        after = min(self.cpu_busy + self.hog, cpu)
-        if vm is not None and self.state not in (TERMINATED, PENDING):
-            vm.load += after - before
+        self._update_vm()
+        if self.cpu_busy:
+            self._schedule()
 
     def utilisation(self, now: float) -> float:
         """CPU use over the span since the last mark, as a fraction of its limit."""
@@ -414,6 +522,10 @@ class Cluster:
         self._c_seq = 0
         self.vm_boots = 0
         self.vm_shutdowns = 0
+        svc = cfg.service
+        self.draws = [sampler(getattr(svc, e), svc.distribution.get(e, EXPONENTIAL))
+                      for e in ENDPOINTS]
+        """Per endpoint: draws a request's CPU demand."""
 
     def start(self, balancer: Balancer) -> None:
         self.balancer = balancer

@@ -15,12 +15,13 @@ class Link:
     """A one-hop path. Its delay is folded into the next event's time, never an event itself."""
 
     __slots__ = (
+        "_bandwidth",
+        "_loss",
         "_random",
-        "bandwidth",
+        "_simple",
         "busy_until",
         "jitter",
         "latency",
-        "loss",
         "name",
         "partitioned",
         "rng",
@@ -31,31 +32,58 @@ class Link:
         self.name = name
         self.latency = cfg.latency
         self.jitter = cfg.jitter
-        self.loss = cfg.loss
-        self.bandwidth = cfg.bandwidth
+        self._loss = cfg.loss
+        self._bandwidth = cfg.bandwidth
         self.rto = rto
         self.rng = rng
         self.partitioned = False
         self.busy_until = 0.0
         self._random = rng.random
+        self._simple = not self._loss and not self._bandwidth
+        """No loss and no bandwidth cap: a delay is latency +- jitter (the common case)."""
+
+    @property
+    def loss(self) -> float:
+        """Packet loss probability; each loss costs a retransmission timeout."""
+        return self._loss
+
+    @loss.setter
+    def loss(self, value: float) -> None:
+        self._loss = value
+        self._simple = not self._loss and not self._bandwidth
+
+    @property
+    def bandwidth(self) -> float:
+        """Messages per second before queueing (0 = unlimited)."""
+        return self._bandwidth
+
+    @bandwidth.setter
+    def bandwidth(self, value: float) -> None:
+        self._bandwidth = value
+        self._simple = not self._loss and not self._bandwidth
 
     def delay(self, now: float) -> float:
         """One-way delay of a message sent now: latency +- jitter, plus a retransmission
         timeout per lost packet (doubling), plus queueing behind a bandwidth cap."""
-        d = self.latency
         jitter = self.jitter
+        if self._simple:
+            if not jitter:
+                return self.latency
+            d = self.latency + (self._random() * 2.0 - 1.0) * jitter
+            return d if d > 0.0 else 0.0
+        d = self.latency
         if jitter:
             d += (self._random() * 2.0 - 1.0) * jitter
             if d < 0.0:
                 d = 0.0
-        if self.loss:
+        if self._loss:
             rto = self.rto
-            while self.rng.random() < self.loss and rto < 64.0:
+            while self.rng.random() < self._loss and rto < 64.0:
                 d += rto
                 rto *= 2.0
-        if self.bandwidth:
+        if self._bandwidth:
             start = self.busy_until if self.busy_until > now else now
-            self.busy_until = start + 1.0 / self.bandwidth
+            self.busy_until = start + 1.0 / self._bandwidth
             d += self.busy_until - now
         return d
 
@@ -73,7 +101,7 @@ class Edge:
     The hit ratio is never configured; it emerges from key popularity, capacity and TTL.
     """
 
-    def __init__(self, region: str, cfg: CdnConfig) -> None:
+    def __init__(self, region: str, cfg: CdnConfig, uplink: Link) -> None:
         self.id = f"edge-{region}"
         self.region = region
         self.capacity = cfg.capacity
@@ -94,6 +122,8 @@ class Edge:
         self.requests = Meter()
         self.hit_meter = Meter()
         self.lookup_meter = Meter()
+        self.uplink = uplink
+        """Its link to the balancer."""
 
     def sample(self, now: float) -> None:
         self.requests.sample(now, self.seen)

@@ -1,4 +1,5 @@
-"""Client traffic: regions with Poisson arrivals, rate patterns, an endpoint mix, Zipf keys."""
+"""Client traffic: regions with Poisson (or bursty) arrivals, rate patterns, an endpoint mix,
+Zipf keys."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from stackyard.core.config import PatternConfig, RegionConfig, TrafficConfig
 if TYPE_CHECKING:
     from stackyard.core.kernel import Handle, Kernel
 
-    from .network import Edge
+    from .network import Edge, Link
 
 STATIC, READ, WRITE = 0, 1, 2
 ENDPOINTS = ("static", "read", "write")
@@ -34,13 +35,14 @@ class Request:
         "key",
         "ok",
         "region",
+        "slack",
         "t0",
         "tried",
         "waiters",
     )
 
     def __init__(
-        self, rid: int, t0: float, region: str, endpoint: int, key: int, client: int
+        self, rid: int, t0: float, region: Region, endpoint: int, key: int, client: int
     ) -> None:
         self.id = rid
         self.t0 = t0
@@ -57,6 +59,9 @@ class Request:
         self.waiters: list[Request] | None = None
         self.ok = False
         self.cause = ""
+        self.slack = 0.0
+        """Short trips folded into earlier events: its answer reaches the client this much
+        later than the events it went through say."""
 
 
 class Zipf:
@@ -94,10 +99,12 @@ def pattern_factor(p: PatternConfig, t: float) -> float:
 
 
 class Region:
-    """One client region: a Poisson arrival process whose rate is piecewise constant.
+    """One client region: an arrival process whose mean rate is piecewise constant.
 
     The rate is re-evaluated every second (and whenever a fault changes it); on a change the
-    pending arrival is redrawn, which is exact for a piecewise-constant Poisson process.
+    pending arrival is redrawn, which is exact for a piecewise-constant Poisson process. Bursty
+    kinds ride on the same clock: ``batch`` draws batches at rate / mean batch size, ``mmpp``
+    switches between a quiet and a burst state whose rates average to the region's rate.
     """
 
     def __init__(
@@ -122,31 +129,82 @@ class Region:
         self.multiplier = 1.0
         """Fault-driven factor (traffic spike) on top of the pattern."""
         self.rate = 0.0
+        """Requests per second now (the long-run mean of a bursty process)."""
         self._next: Handle | None = None
+        # where its clients go (set by the world once its edges and links exist)
+        self.edge: Edge | None = None
+        self.client_link: Link | None = None
+        self.edge_link: Link | None = None
+        arrivals = cfg.arrivals
+        self.kind = arrivals.kind
+        self._bursts = kernel.rng(f"traffic:{name}:bursts")
+        """Its own stream for batch sizes and burst states, so Poisson draws stay unchanged."""
+        self.batch_p = 1.0 / arrivals.batch
+        self.bursting = False
+        """mmpp: in the burst state."""
+        self._quiet = 1.0 / (1.0 - arrivals.burst_share + arrivals.burst_factor
+                             * arrivals.burst_share)
+        """mmpp: the quiet state's rate as a fraction of the mean rate."""
+        self._draw_rate = 0.0
+        """The rate the pending arrival was drawn at (events per second of the process)."""
 
     def start(self) -> None:
+        if self.kind == "mmpp":
+            self._spell()  # a quiet spell first
         self._tick(None)
 
     def current_rate(self) -> float:
         return self.cfg.rate * pattern_factor(self.cfg.pattern, self.kernel.now) * self.multiplier
 
+    def _event_rate(self, rate: float) -> float:
+        """Events per second of the underlying Poisson process at mean request rate ``rate``."""
+        if self.kind == "batch":
+            return rate * self.batch_p
+        if self.kind == "mmpp":
+            quiet = rate * self._quiet
+            return quiet * self.cfg.arrivals.burst_factor if self.bursting else quiet
+        return rate
+
     def reschedule(self) -> None:
         """Re-read the rate now; redraw the next arrival if it changed."""
         rate = self.current_rate()
-        if rate == self.rate and self._next is not None:
+        draw = self._event_rate(rate)
+        if rate == self.rate and draw == self._draw_rate and self._next is not None:
             return
         self.rate = rate
+        self._draw_rate = draw
         self.kernel.cancel(self._next)
         self._next = None
-        if rate > 0.0:
-            self._next = self.kernel.call_later(self.rng.expovariate(rate), self._arrive)
+        if draw > 0.0:
+            self._next = self.kernel.call_later(self.rng.expovariate(draw), self._arrive)
 
     def _tick(self, _: object) -> None:
         self.reschedule()
         self.kernel.call_later(1.0, self._tick)
 
+    def _spell(self) -> None:
+        """mmpp: schedule the end of the current state's exponential spell."""
+        a = self.cfg.arrivals
+        mean = a.burst_length
+        if not self.bursting:
+            mean *= (1.0 - a.burst_share) / a.burst_share
+        self.kernel.call_later(self._bursts.expovariate(1.0 / mean), self._switch)
+
+    def _switch(self, _: object) -> None:
+        """mmpp: enter the other state and redraw the next arrival at its rate."""
+        self.bursting = not self.bursting
+        self._spell()
+        self.reschedule()
+
     def _arrive(self, _: object) -> None:
-        self._next = self.kernel.call_later(self.rng.expovariate(self.rate), self._arrive)
+        self._next = self.kernel.call_later(self.rng.expovariate(self._draw_rate), self._arrive)
+        if self.kind == "batch":
+            # geometric batch size with mean 1 / batch_p, by inversion
+            u = 1.0 - self._bursts.random()
+            n = 1 if self.batch_p >= 1.0 else 1 + int(math.log(u) / math.log1p(-self.batch_p))
+            for _ in range(n):
+                self.on_arrival(self)
+            return
         self.on_arrival(self)
 
     def draw(self) -> tuple[int, int, int]:

@@ -3,8 +3,10 @@
 client --client-<region>--> edge --edge-<region>--> balancer --lb-app--> container --app-db--> db
 
 Static requests stop at the edge on a cache hit; everything else goes to the origin. A request
-ends with an event at the simulated moment its answer reaches the client, so "in flight" means
-exactly that.
+is finished when its final answer leaves for the client: nothing is decided on the way back, so
+no event waits for it to land. Its latency is measured to the moment the answer reaches the
+client (the trip back and any short trips folded into earlier events included); "in flight"
+counts the requests not answered yet.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class World:
             for name, cfg in sorted(net.links.items())
         }
         regions = sorted(scenario.traffic.regions)
-        self.edges = {f"edge-{r}": Edge(r, scenario.cdn) for r in regions}
+        self.edges = {f"edge-{r}": Edge(r, scenario.cdn, self.links[f"edge-{r}"]) for r in regions}
         self.client_links = {r: self.links[f"client-{r}"] for r in regions}
         self._own_edge = {r: self.edges[f"edge-{r}"] for r in regions}
         self.edge_links = {r: self.links[f"edge-{r}"] for r in regions}
@@ -71,6 +73,10 @@ class World:
             r: Region(r, scenario.traffic.regions[r], scenario.traffic, kernel, zipf, self.arrive)
             for r in regions
         }
+        for r, region in self.regions.items():
+            region.edge = self.edges[f"edge-{r}"]
+            region.client_link = self.client_links[r]
+            region.edge_link = self.edge_links[r]
         # request-level accounting
         self._rid = 0
         self.arrived = 0
@@ -78,6 +84,8 @@ class World:
         self.failed = 0
         self.errors: dict[str, int] = {}
         self.sojourn_total = 0.0
+        """Seconds from arrival to answer, summed over finished requests (Little's law: the
+        mean of ``in_flight`` is the arrival rate times their mean)."""
         self.recent = RollingHistogram(10, keep_total=True)
         """Latencies of completed requests: the last 10 s, and (``all_time()``) the run."""
         self.arrivals = Meter()
@@ -111,14 +119,17 @@ class World:
         now = kernel.now
         endpoint, key, client = region.draw()
         self._rid += 1
-        req = Request(self._rid, now, region.name, endpoint, key, client)
+        req = Request(self._rid, now, region, endpoint, key, client)
         self.arrived += 1
-        own = self._own_edge[region.name]
-        edge, penalty = (own, 0.0) if own.up else self._edge_for(region.name)
-        clink = self.client_links[region.name]
-        if edge is None:
-            self.finish(req, False, "edge_down", self.connect_timeout)
-            return
+        edge = region.edge
+        assert edge is not None and region.client_link is not None
+        penalty = 0.0
+        if not edge.up:
+            edge, penalty = self._edge_for(region.name)
+            if edge is None:
+                self.finish(req, False, "edge_down", self.connect_timeout)
+                return
+        clink = region.client_link
         if clink.partitioned:
             self.finish(req, False, "partition", self.connect_timeout)
             return
@@ -128,7 +139,7 @@ class World:
         if endpoint == STATIC and self.cdn_enabled:
             kernel.call_later(delay, self._at_edge, req)
             return
-        elink = self.edge_links[edge.region]
+        elink = edge.uplink
         if elink.partitioned:
             self.finish(req, False, "partition", delay + self.connect_timeout)
         else:
@@ -138,7 +149,8 @@ class World:
         edge = req.edge
         assert edge is not None
         now = self.kernel.now
-        back = self.client_links[req.region]
+        back = req.region.client_link
+        assert back is not None
         if not edge.up:
             self.finish(req, False, "edge_down", back.delay(now))
             return
@@ -159,7 +171,7 @@ class World:
         if edge.collapse:
             edge.inflight[req.key] = fetch
         edge.fetches += 1
-        elink = self.edge_links[edge.region]
+        elink = edge.uplink
         if elink.partitioned:
             self.kernel.call_later(self.connect_timeout, self._fetch_unreachable, fetch)
         else:
@@ -173,13 +185,15 @@ class World:
         edge = req.edge
         assert edge is not None
         now = self.kernel.now
-        back = self.edge_links[edge.region].delay(now)
+        back = edge.uplink.delay(now)
         if not req.fetch:
-            self.finish(req, ok, cause, back + self.client_links[req.region].delay(now))
+            clink = req.region.client_link
+            assert clink is not None
+            self.finish(req, ok, cause, back + clink.delay(now))
             return
         req.ok = ok
         req.cause = cause
-        self.kernel.call_later(back, self._fetch_back, req)
+        self.kernel.call_later(back + req.slack, self._fetch_back, req)
 
     def _fetch_back(self, req: Request) -> None:
         """An origin fetch's answer reaches its edge: cache it and answer the waiters."""
@@ -194,7 +208,9 @@ class World:
         stale = not ok and edge.has_stale(req.key)
         assert req.waiters is not None
         for w in req.waiters:
-            d = self.client_links[w.region].delay(now)
+            clink = w.region.client_link
+            assert clink is not None
+            d = clink.delay(now)
             if ok:
                 self.finish(w, True, "", d)
             elif stale:
@@ -204,22 +220,19 @@ class World:
                 self.finish(w, False, cause, d)
 
     def finish(self, req: Request, ok: bool, cause: str, delay: float) -> None:
-        """The answer reaches the client ``delay`` seconds from now."""
-        req.ok = ok
-        req.cause = cause
-        self.kernel.call_later(delay, self._done, req)
-
-    def _done(self, req: Request) -> None:
+        """The final answer leaves for the client and reaches it ``delay`` seconds from now
+        (plus the trips folded into the request's earlier events). Nothing is decided on the
+        way, so the request is counted now, with its latency to the moment it lands."""
         now = self.kernel.now
-        latency = now - req.t0
-        self.sojourn_total += latency
-        if req.ok:
+        self.sojourn_total += now - req.t0
+        latency = now + delay + req.slack - req.t0
+        if ok:
             self.completed += 1
             self.recent.record(now, latency)
             self.slo.record(True, latency)
         else:
             self.failed += 1
-            self.errors[req.cause] = self.errors.get(req.cause, 0) + 1
+            self.errors[cause] = self.errors.get(cause, 0) + 1
             self.slo.record(False, latency)
 
     def _second(self, _: object) -> None:
