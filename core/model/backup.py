@@ -5,19 +5,34 @@ point lags by up to that). A restore to time T lays down the latest base backup 
 and replays the archive up to the recovery point min(T, last archive time); the database is
 unavailable meanwhile. RTO (how long it took) and RPO (how much recent history it dropped) are
 measured and reported.
+
+Retention keeps the last ``retention`` base backups and the archive from the oldest of them on
+(pgBackRest's full-backup retention): the restore window runs from that backup to the last
+archive time, and a point before it is refused as no longer restorable.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from stackyard.core.config import BackupConfig
 from stackyard.core.kernel import Kernel
 
 from .database import DatabaseTier, Write
+from .wal import Branch, common, digest_at, owner, records
 
 Emit = Callable[[str, str, str, str, str], None]
+
+
+class BaseBackup(NamedTuple):
+    """A full copy of the leader's data: when, up to which LSN, and that history's digest."""
+
+    time: float
+    lsn: int
+    digest: int
 
 
 class Backups:
@@ -26,14 +41,35 @@ class Backups:
         self.kernel = kernel
         self.tier = tier
         self.emit = emit
-        self.base: list[tuple[float, int]] = [(0.0, 0)]
-        """(time, LSN) of each full backup; the empty database at t=0 is the first."""
-        self.archive: list[Write] = []
+        self.base: deque[BaseBackup] = deque([BaseBackup(0.0, 0, 0)])
+        """The base backups kept, oldest first; the empty database at t=0 is the first."""
+        self.taken = 0
+        """Base backups taken (the one of the empty database not counted)."""
+        self.branch: Branch = tier.leader_node().branch
+        """The archive's history: this branch up to ``end``..."""
+        self.end = 0
+        self.start = 0
+        """...of which it holds the records after LSN ``start`` (the oldest base backup's)."""
+        self.start_digest = 0
+        self.records: list[Write] = []
         self.archived_at = 0.0
         self.last_restore: dict[str, Any] = {}
         self.restores = 0
+        tier.archive_history = self.history
         kernel.call_later(cfg.archive_interval, self._archive_tick)
         kernel.call_later(cfg.interval, self._backup_tick)
+
+    @property
+    def archive_lsn(self) -> int:
+        """The LSN the archive reaches."""
+        return self.end
+
+    def history(self) -> tuple[Branch, int]:
+        return self.branch, self.end
+
+    def window(self) -> tuple[float, float]:
+        """(earliest, latest) time a restore can reach now."""
+        return self.base[0].time, self.archived_at
 
     def _archive_tick(self, _: object) -> None:
         self.kernel.call_later(self.cfg.archive_interval, self._archive_tick)
@@ -41,22 +77,47 @@ class Backups:
 
     def ship(self) -> None:
         """Bring the archive in line with the leader's history (a timeline switch truncates)."""
-        leader = self.tier.leader_node()
-        if not leader.up or leader.role != "primary" or self.tier.restoring:
+        tier = self.tier
+        leader = tier.leader_node()
+        if not leader.up or leader.role != "primary" or tier.restoring:
             return
-        hist = leader.log
-        arch = self.archive
-        n = min(len(arch), len(hist))
-        if n and arch[n - 1] is not hist[n - 1]:
-            common = 0
-            for a, b in zip(arch, hist, strict=False):
-                if a is not b:
-                    break
-                common += 1
-            n = common
-        del arch[n:]
-        arch.extend(hist[n:])
+        c = common(self.branch, self.end, leader.branch, leader.end)
+        if c < self.end:
+            self._cut(c)
+        new = records(leader.branch, self.end, leader.end)
+        if len(new) == leader.end - self.end:
+            self.records.extend(new)
+        else:  # the leader no longer holds what the archive lacks: start a new chain
+            self.base = deque([BaseBackup(self.kernel.now, leader.end, leader.digest)])
+            self.records.clear()
+            self.start = leader.end
+            self.start_digest = leader.digest
+            self.emit("warning", "backup", "archive_gap", "the log archive has a gap",
+                      f"the primary dropped records it had not archived (database.wal_keep); "
+                      f"points before {self.kernel.now:.0f} s are no longer restorable")
+        self.branch = leader.branch
+        self.end = leader.end
         self.archived_at = self.kernel.now
+
+    def _digest(self, lsn: int) -> int:
+        """The digest of the archive's history up to ``lsn`` (``start <= lsn <= end``)."""
+        return self.records[lsn - self.start - 1].digest if lsn > self.start else self.start_digest
+
+    def _cut(self, lsn: int) -> None:
+        """The leader's history parted from the archive's at ``lsn``: drop the rest."""
+        if lsn >= self.start:
+            del self.records[lsn - self.start:]
+        else:
+            # base backups of the abandoned history cannot be restored on the new one
+            while self.base and self.base[-1].lsn > lsn:
+                self.base.pop()
+            if not self.base:
+                digest = digest_at(self.tier.leader_node().branch, lsn)
+                self.base.append(BaseBackup(self.kernel.now, lsn, digest or 0))
+            self.records.clear()
+            self.start = lsn
+            self.start_digest = self.base[0].digest
+        self.end = lsn
 
     def _backup_tick(self, _: object) -> None:
         self.kernel.call_later(self.cfg.interval, self._backup_tick)
@@ -69,9 +130,24 @@ class Backups:
                       "no healthy primary to copy")
             return False
         self.ship()
-        self.base.append((self.kernel.now, len(leader.log)))
-        self.emit("info", leader.id, "backup", f"base backup at LSN {len(leader.log)}",
+        self.taken += 1
+        self.base.append(BaseBackup(self.kernel.now, self.end, self._digest(self.end)))
+        self.emit("info", leader.id, "backup", f"base backup at LSN {self.end}",
                   f"scheduled every {self.cfg.interval:g} s; the archive covers the rest")
+        if len(self.base) > self.cfg.retention:
+            dropped = None
+            while len(self.base) > self.cfg.retention:
+                dropped = self.base.popleft()
+            oldest = self.base[0]
+            drop = min(max(oldest.lsn - self.start, 0), len(self.records))
+            del self.records[:drop]
+            self.start += drop
+            self.start_digest = oldest.digest
+            assert dropped is not None
+            self.emit("info", "backup", "backup_expired",
+                      f"base backup of {dropped.time:.0f} s expired",
+                      f"retention keeps {self.cfg.retention}; points before "
+                      f"{oldest.time:.0f} s are no longer restorable")
         return True
 
     def restore(self, target: float | None) -> dict[str, Any]:
@@ -85,18 +161,27 @@ class Backups:
             raise ValueError(f"restore.time: expected a time between 0 and now ({now:.1f}), "
                              f"got {t:g}")
         self.ship()
+        earliest = self.base[0].time
+        if t < earliest:
+            raise ValueError(
+                f"restore.time: expected a time between {earliest:.1f} and now ({now:.1f}); "
+                f"earlier points are no longer restorable (backup.retention keeps "
+                f"{self.cfg.retention} base backups), got {t:g}")
         point = min(t, self.archived_at)
-        restored = [w for w in self.archive if w.committed_at <= point]
-        base = max((b for b in self.base if b[0] <= point), key=lambda b: b[0])
-        replay = max(len(restored) - base[1], 0)
+        held = bisect_right(self.records, point, key=lambda w: w.committed_at)
+        lsn = self.start + held
+        base = self.base[0]
+        for b in self.base:
+            if b.time <= point and b.lsn <= lsn:
+                base = b
+        replay = max(lsn - base.lsn, 0)
         rto = self.cfg.restore_base + replay / self.cfg.replay_rate
-        history = len(tier.leader_node().log)
+        history = tier.leader_node().end
         tier.restoring = True
         tier.epoch += 1
         for n in tier.nodes.values():
             tier.abort_node(n, "db_restoring")
-            self.kernel.cancel(n.apply_handle)
-            n.apply_handle = None
+            tier.stop_apply(n)
             self.kernel.cancel(n.fence_handle)
             n.fence_handle = None
             n.state = "restoring"
@@ -107,46 +192,65 @@ class Backups:
             "finished": None,
             "rto": rto,
             "rpo": now - point,
-            "base_backup": base[0],
-            "restored": len(restored),
-            "discarded": max(history - len(restored), 0),
+            "base_backup": base.time,
+            "restored": lsn,
+            "discarded": max(history - lsn, 0),
+            "window": [earliest, self.archived_at],
         }
         self.emit("warning", "database", "restore_started",
                   f"point-in-time restore to {point:.1f} s started",
-                  f"base backup of {base[0]:.0f} s + {replay} archived writes; "
+                  f"base backup of {base.time:.0f} s + {replay} archived writes; "
                   f"database unavailable for about {rto:.1f} s")
-        self.kernel.call_later(rto, self._restored, restored)
+        self.kernel.call_later(rto, self._restored, lsn)
         return self.last_restore
 
-    def _restored(self, restored: list[Write]) -> None:
+    def _restored(self, lsn: int) -> None:
         tier = self.tier
         now = self.kernel.now
         leader = tier.leader_node()
         if not leader.up:
             leader = next((n for n in tier.nodes.values() if n.up), leader)
+        # whose data holds the archive's history up to the recovery point: the others copy it
+        # (should none hold all of it, the recovery point comes back to what one does hold)
+        held = {n: min(n.applied, common(n.branch, n.applied, self.branch, self.end))
+                for n in tier.nodes.values()}
+        source = max((leader, *tier.nodes.values()), key=lambda n: min(held[n], lsn))
+        if held[source] < lsn:
+            lsn = max(held[source], self.start)
+            self.last_restore["restored"] = lsn
+        digest = self._digest(min(lsn, self.end))
+        branch = Branch(owner(self.branch, lsn), lsn, digest)
         timeline = max(n.timeline for n in tier.nodes.values()) + 1
         for n in tier.nodes.values():
-            n.log = list(restored)
-            n.applied = len(restored)
+            n.branch = branch
+            n.end = n._applied = lsn
+            n.digest = digest
             n.state = ""
             n.role = "primary" if n is leader else "replica"
             n.confirmed = {}
             n.timeline = timeline
-            if tier.sink is not None:
-                tier.sink.reset(n.id, restored)
-        self.archive = list(restored)
+        sink = tier.sink
+        if sink is not None:
+            sink.truncate(source.id, lsn)
+            for n in tier.nodes.values():
+                if n is not source:
+                    sink.clone(n.id, source.id, lsn)
+        if lsn < self.end:
+            del self.records[max(lsn - self.start, 0):]
+        self.branch = branch
+        self.end = lsn
         tier.restoring = False
         tier.leader = leader.id
         tier.lease_expiry = now + tier.cfg.failover.ttl
         leader.last_renew = now
-        tier.optime = len(restored)
-        tier.acked_lsn = len(restored)
-        tier.key_lsn = {w.key: w.lsn for w in restored}
+        tier.optime = lsn
+        tier.acked_lsn = lsn
+        tier.key_lsn = {k: v for k, v in tier.key_lsn.items() if v <= lsn}
         tier.client_lsn = {}
         tier.degraded = False
         self.restores += 1
         self.last_restore["finished"] = now
         self.emit("info", leader.id, "restore_done",
-                  f"restore finished: {len(restored)} writes, "
+                  f"restore finished: {lsn} writes, "
                   f"RTO {self.last_restore['rto']:.1f} s, RPO {self.last_restore['rpo']:.1f} s",
                   f"{leader.id} is primary on timeline {timeline}; replicas were re-cloned")

@@ -1,11 +1,16 @@
 """The database tier: a primary and replicas with connection pools, commits, replication, lag.
 
 The application tier talks to it only through :meth:`DatabaseTier.submit`. Writes go to the
-primary and commit with an fsync; each gets the next LSN (its position in the node's log).
-Replicas receive the log over the ``db-repl`` link and apply it at a finite rate, so lag and
-stale reads are real. Acknowledgement follows the replication mode: async (after the local
-commit), sync (after ``k`` replicas confirm) or semi-sync (sync until a timeout, then async until
-a replica catches up). Failover lives in :mod:`.failover`, backups in :mod:`.backup`.
+primary and commit with an fsync; each gets the next LSN. Replicas receive the log over the
+``db-repl`` link and apply it at a finite rate, so lag and stale reads are real. Acknowledgement
+follows the replication mode: async (after the local commit), sync (after ``k`` replicas
+confirm) or semi-sync (sync until a timeout, then async until a replica catches up). Log
+shipping, applying and retention live in :mod:`.replication`, failover in :mod:`.failover`,
+backups in :mod:`.backup`.
+
+Memory stays flat: a node's data is a history in the branch tree of :mod:`.wal`, and records
+are kept only while a replica still has to apply them or the leader still has to ship or
+archive them (at most ``wal_keep`` per branch; a replica further behind is re-cloned).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from stackyard.core.config import DatabaseConfig
 from stackyard.core.kernel import Handle, Kernel
 from stackyard.core.metrics import Meter
 
+from .replication import Replication, Shipment
+from .wal import MASK, Branch, common, digest_at, owner, record, records, row_digest, rows_digest
+
 if TYPE_CHECKING:
     from .balancer import Attempt
     from .network import Link
@@ -28,8 +36,11 @@ Emit = Callable[[str, str, str, str, str], None]
 QUEUE_LIMIT = 1000
 """Queries waiting for a connection on one node before it refuses more."""
 FOLD_LIMIT = 0.001
-"""A network trip up to this is folded into the query's own event; a longer one gets an event
-of its own, so a slow link never holds a connection while the query is still travelling."""
+"""A network trip up to this is folded into the query's own event (or, for an answer, into the
+request's slack); a longer one gets an event of its own."""
+LOST_KEPT = 10_000
+"""The most recent lost writes kept for inspection (all of them are counted)."""
+NOT_SERVING = ("restoring", "rewinding", "recloning")
 
 
 class Database(Protocol):
@@ -41,10 +52,10 @@ class Database(Protocol):
 
 
 class Write:
-    """One committed write: a row in the log of every node that has it."""
+    """One committed write: a row in the data of every node whose history has it."""
 
-    __slots__ = ("acked_at", "client", "clock", "committed_at", "key", "lost", "lsn", "node",
-                 "timeline", "wid")
+    __slots__ = ("acked_at", "client", "clock", "committed_at", "digest", "key", "lost", "lsn",
+                 "node", "timeline", "wid")
 
     def __init__(self, wid: int, key: int, client: int, lsn: int, now: float, clock: float,
                  node: str, timeline: int) -> None:
@@ -59,6 +70,8 @@ class Write:
         self.timeline = timeline
         self.acked_at: float | None = None
         self.lost = False
+        self.digest = 0
+        """The digest of its history up to and including it (see :func:`.wal.row_digest`)."""
 
     def row(self) -> tuple[int, int, int, str, int, float, int]:
         """(lsn, wid, key, value, client, committed_at, timeline) as stored in SQLite."""
@@ -75,8 +88,9 @@ class StorageSink(Protocol):
         """Drop the node's rows with an LSN above ``lsn`` (a rewind)."""
         ...
 
-    def reset(self, node: str, writes: Sequence[Write]) -> None:
-        """Replace all the node's rows (a restore or a re-clone)."""
+    def clone(self, node: str, source: str, lsn: int) -> None:
+        """Replace the node's rows by ``source``'s rows up to ``lsn`` (a re-clone or a
+        restore), after every change queued before it."""
         ...
 
 
@@ -95,20 +109,48 @@ class Op:
         """The application has its answer (or gave up waiting): later answers are dropped."""
 
 
+class LogView:
+    """A node's log as a sequence: ``len()`` is its LSN, records still held by position."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: DbNode) -> None:
+        self.node = node
+
+    def __len__(self) -> int:
+        return self.node.end
+
+    def __bool__(self) -> bool:
+        return self.node.end > 0
+
+    def __getitem__(self, i: int) -> Write:
+        w = record(self.node.branch, i + 1) if 0 <= i < self.node.end else None
+        if w is None:
+            raise IndexError(f"{self.node.id}: LSN {i + 1} is not held")
+        return w
+
+
 class DbNode:
-    def __init__(self, node_id: str, role: str, cfg: DatabaseConfig) -> None:
+    def __init__(self, node_id: str, role: str, cfg: DatabaseConfig, tier: DatabaseTier,
+                 branch: Branch) -> None:
+        self.tier = tier
         self.id = node_id
-        self.role = role
-        """primary or replica: what the node itself believes."""
-        self.state = ""
-        """A transitional state shown instead of the role: promoting, rewinding, fenced,
-        restoring, demoting ('' = none)."""
-        self.up = True
-        self.partition = ""
-        """'' = reachable; 'cluster' = cut from the other nodes and the lease store;
-        'all' = also cut from the application."""
-        self.log: list[Write] = []
-        self.applied = 0
+        self._role = role
+        self._state = ""
+        self._up = True
+        self._partition = ""
+        self.branch = branch
+        """Its history: the branch it ends on..."""
+        self.end = 0
+        """...and the LSN of its last record (what it has received or committed)."""
+        self._applied = 0
+        self.digest = 0
+        """The digest of its history up to ``applied`` (what its rows must add up to)."""
+        self.applying = False
+        self._apply_t = 0.0
+        self._apply_from = 0
+        self._apply_rate = cfg.apply_rate
+        self.shipment: Shipment | None = None
         self.confirmed: dict[str, int] = {}
         """On a primary: the LSN each replica has confirmed (flushed)."""
         self.timeline = 1
@@ -120,8 +162,6 @@ class DbNode:
         """Committed writes waiting for replica confirmations (sync / semi-sync)."""
         self.disk = 1.0
         self.skew = 0.0
-        self.apply_rate = cfg.apply_rate
-        self.apply_handle: Handle | None = None
         self.last_renew = 0.0
         self.fence_handle: Handle | None = None
         self.reads = 0
@@ -130,16 +170,83 @@ class DbNode:
         self.ops = Meter()
         """Queries answered per second (sampled)."""
 
+    # role, state, reachability: routing depends on them, so setting one re-routes
+    @property
+    def role(self) -> str:
+        """primary or replica: what the node itself believes."""
+        return self._role
+
+    @role.setter
+    def role(self, value: str) -> None:
+        self._role = value
+        self.tier.routes_changed()
+
+    @property
+    def state(self) -> str:
+        """A transitional state shown instead of the role: promoting, rewinding, fenced,
+        restoring, recloning, demoting ('' = none)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self.tier.routes_changed()
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        self._up = value
+        self.tier.routes_changed()
+
+    @property
+    def partition(self) -> str:
+        """'' = reachable; 'cluster' = cut from the other nodes and the lease store; 'all' =
+        also cut from the application."""
+        return self._partition
+
+    @partition.setter
+    def partition(self, value: str) -> None:
+        self._partition = value
+        self.tier.routes_changed()
+
+    @property
+    def lsn(self) -> int:
+        """The LSN of its last record."""
+        return self.end
+
+    @property
+    def log(self) -> LogView:
+        return LogView(self)
+
+    @property
+    def applied(self) -> int:
+        """The LSN it has applied up to (its rows)."""
+        if self.applying:
+            self.tier.sync_apply(self)
+        return self._applied
+
+    @property
+    def apply_rate(self) -> float:
+        """Log records per second it applies."""
+        return self._apply_rate
+
+    @apply_rate.setter
+    def apply_rate(self, value: float) -> None:
+        self.tier.set_apply_rate(self, value)
+
     def label(self) -> str:
-        if not self.up:
+        if not self._up:
             return "down"
-        return self.state or self.role
+        return self._state or self._role
 
     def serving(self) -> bool:
-        return self.up and self.state not in ("restoring", "rewinding")
+        return self._up and self._state not in NOT_SERVING
 
 
-class DatabaseTier:
+class DatabaseTier(Replication):
     """Nodes, routing, queries and replication. ``failover`` and ``backup`` are attached by
     the world once built (they need the tier)."""
 
@@ -154,9 +261,12 @@ class DatabaseTier:
         self.rng = kernel.rng("database")
         self.read_rate = 1.0 / cfg.read if cfg.read > 0 else 0.0
         self.write_rate = 1.0 / cfg.write if cfg.write > 0 else 0.0
+        self._writers: list[DbNode] | None = None
+        self._readers: list[DbNode] = []
+        root = Branch(None, 0, 0)
         self.nodes: dict[str, DbNode] = {}
         for i in range(cfg.replicas + 1):
-            node = DbNode(f"db-{i + 1}", "primary" if i == 0 else "replica", cfg)
+            node = DbNode(f"db-{i + 1}", "primary" if i == 0 else "replica", cfg, self, root)
             self.nodes[node.id] = node
         self.leader = "db-1"
         self.lease_expiry = cfg.failover.ttl
@@ -167,6 +277,9 @@ class DatabaseTier:
         """semi_sync fell back to async."""
         self.fencing = cfg.failover.fencing
         self.sink: StorageSink | None = None
+        self.archive_history: Callable[[], tuple[Branch, int] | None] | None = None
+        """The backup archive's history (set by the backups), so the leader keeps what the
+        archive has not copied yet."""
         self._wid = 0
         self._rr = 0
         self._semi_timer: Handle | None = None
@@ -183,15 +296,17 @@ class DatabaseTier:
         self.acked_lsn = 0
         """Highest LSN acknowledged on the leader's timeline (sync failover must keep it)."""
         self.lost_writes = 0
-        self.lost: list[Write] = []
+        self.lost: deque[Write] = deque(maxlen=LOST_KEPT)
         self.conflicts = 0
         self.rewound = 0
+        self.reclones = 0
         self.stale_reads = 0
         self.failovers = 0
         self.last_promotion: dict[str, object] = {}
         self.restoring = False
         self.on_ack: Callable[[Write], None] | None = None
         """Observer of every acknowledged write (recorders and tests)."""
+        kernel.call_later(1.0, self._housekeeping)
 
     # -- the app's entry point --------------------------------------------------------------
 
@@ -239,11 +354,25 @@ class DatabaseTier:
             op.done(op.att, ok, cause)
 
     def app_reachable(self, n: DbNode) -> bool:
-        return n.up and n.partition != "all" and n.serving()
+        return n._up and n._partition != "all" and n.serving()
+
+    def routes_changed(self) -> None:
+        """A node's role, state or reachability changed: rebuild the routing lists on use."""
+        self._writers = None
+
+    def _routes(self) -> list[DbNode]:
+        nodes = self.nodes.values()
+        writers = [n for n in nodes
+                   if n._role == "primary" and not n._state and self.app_reachable(n)]
+        self._readers = [n for n in nodes
+                         if n._role == "replica" and not n._state and self.app_reachable(n)]
+        self._writers = writers
+        return writers
 
     def _route_write(self) -> DbNode | None:
-        claimants = [n for n in self.nodes.values()
-                     if n.role == "primary" and not n.state and self.app_reachable(n)]
+        claimants = self._writers
+        if claimants is None:
+            claimants = self._routes()
         if not claimants:
             return None
         self._rr += 1
@@ -253,15 +382,16 @@ class DatabaseTier:
         return self.nodes[self.leader]
 
     def _route_read(self, client: int) -> DbNode | None:
-        leader = self.leader_node()
         if self.cfg.reads_from == "replicas":
-            replicas = [n for n in self.nodes.values()
-                        if n.role == "replica" and not n.state and self.app_reachable(n)]
+            if self._writers is None:
+                self._routes()
+            replicas = self._readers
             if replicas:
                 self._rr += 1
                 node = replicas[self._rr % len(replicas)]
                 mine = self.client_lsn.get(client, 0) if self.cfg.read_your_writes else 0
-                if mine <= node.applied or not self.app_reachable(leader):
+                if (not mine or mine <= node.applied
+                        or not self.app_reachable(self.leader_node())):
                     return node
         return self._route_write()
 
@@ -269,7 +399,7 @@ class DatabaseTier:
 
     def _arrive(self, op: Op) -> None:
         node = op.node
-        if not node.up or not node.serving():
+        if not node.serving():
             self._answer(op, False, "db_restoring" if self.restoring else "db_down")
             return
         if node.busy < node.pool:
@@ -280,22 +410,16 @@ class DatabaseTier:
             self._answer(op, False, "db_pool_full")
 
     def _start(self, op: Op, lead: float = 0.0) -> None:
-        """Run ``op`` on a free connection, ``lead`` seconds from now. A read's event also
-        carries the answer's trip back; a write's commit must happen at its own time."""
+        """Run ``op`` on a free connection, ``lead`` seconds from now."""
         node = op.node
         node.busy += 1
         node.inflight[op] = None
-        now = self.kernel.now
         rng = self.rng
         if op.write:
             cpu = rng.expovariate(self.write_rate) if self.write_rate else 0.0
             self.kernel.call_later(lead + cpu + self.cfg.fsync * node.disk, self._commit, op)
         else:
             t = (rng.expovariate(self.read_rate) if self.read_rate else 0.0) * node.disk
-            back = self.app_link.delay(now)
-            op.back = back
-            if back <= FOLD_LIMIT:
-                t += back
             self.kernel.call_later(lead + t, self._read_done, op)
 
     def _release(self, op: Op) -> bool:
@@ -313,32 +437,37 @@ class DatabaseTier:
             return
         node = op.node
         node.reads += 1
-        if node.role == "replica" and self.key_lsn.get(op.att.req.key, 0) > node.applied:
-            node.stale_reads += 1
-            self.stale_reads += 1
-        if op.back <= FOLD_LIMIT:
-            self._deliver(op, True, "")
-        else:
-            self._answer(op, True, "")
+        if node._role == "replica":
+            newest = self.key_lsn.get(op.att.req.key, 0)
+            if newest and newest > node.applied:
+                node.stale_reads += 1
+                self.stale_reads += 1
+        self._answer(op, True, "")
 
     def _commit(self, op: Op) -> None:
         if not self._release(op):
             return
         node = op.node
-        if node.role != "primary" or node.state:
+        if node._role != "primary" or node._state:
             self._answer(op, False, "db_read_only")
             return
         now = self.kernel.now
         self._wid += 1
         req = op.att.req
-        w = Write(self._wid, req.key, req.client, len(node.log) + 1, now, now - node.skew,
-                  node.id, node.timeline)
-        node.log.append(w)
-        node.applied = w.lsn
+        branch = node.branch
+        if branch.end != node.end:  # a primary writes at the tip of a branch of its own
+            branch = self.fork(node)
+        lsn = node.end + 1
+        w = Write(self._wid, req.key, req.client, lsn, now, now - node.skew, node.id,
+                  node.timeline)
+        w.digest = (node.digest + row_digest(lsn, w.wid)) & MASK
+        branch.append(w)
+        node.end = node._applied = lsn
+        node.digest = w.digest
         node.writes += 1
         if self.sink is not None:
             self.sink.apply(node.id, w)
-        self.replicate(node)
+        self._ship(node)
         if self.mode == "async" or (self.mode == "semi_sync" and self.degraded):
             self._ack(w, op)
         else:
@@ -363,166 +492,114 @@ class DatabaseTier:
             self._answer(op, True, "")
 
     def _answer(self, op: Op, ok: bool, cause: str) -> None:
-        """Send the answer back over the app-db link."""
+        """Send the answer back over the app-db link (a short trip goes into the slack)."""
         if not op.answered:
-            self.kernel.call_later(self.app_link.delay(self.kernel.now), self._answered,
-                                   (op, ok, cause))
+            back = self.app_link.delay(self.kernel.now)
+            if back <= FOLD_LIMIT:
+                op.att.slack += back
+                op.answered = True
+                op.done(op.att, ok, cause)
+            else:
+                self.kernel.call_later(back, self._answered, (op, ok, cause))
 
     def _answered(self, arg: tuple[Op, bool, str]) -> None:
         self._deliver(*arg)
 
     def abort_node(self, node: DbNode, cause: str) -> None:
         """The node lost every query it held (crash, restore)."""
-        for op in list(node.inflight):
-            self._answer(op, False, cause)
+        held = [*node.inflight, *node.queue, *(op for _, op in node.waiting)]
         node.inflight.clear()
-        while node.queue:
-            self._answer(node.queue.popleft(), False, cause)
+        node.queue.clear()
+        node.waiting.clear()
         node.busy = 0
-        while node.waiting:
-            self._answer(node.waiting.popleft()[1], False, cause)
+        for op in held:
+            self._answer(op, False, cause)
 
-    # -- replication ------------------------------------------------------------------------
+    # -- histories --------------------------------------------------------------------------
 
-    def linked(self, a: DbNode, b: DbNode) -> bool:
-        return (a.up and b.up and not a.partition and not b.partition
-                and not self.repl_link.partitioned)
+    def common(self, a: DbNode, b: DbNode) -> int:
+        """How many records the two nodes' histories share."""
+        if a.branch is b.branch:
+            return a.end if a.end < b.end else b.end
+        return common(a.branch, a.end, b.branch, b.end)
 
-    def replicate(self, primary: DbNode) -> None:
-        """Ship the primary's log to each replica that follows it."""
-        now = self.kernel.now
-        for r in self.nodes.values():
-            if r.role == "replica" and not r.state and self.linked(primary, r):
-                self.kernel.call_later(self.repl_link.delay(now), self._receive,
-                                       (r, primary, len(primary.log)))
+    def fork(self, node: DbNode) -> Branch:
+        """Give ``node`` (becoming a primary) a new branch at its end, to write on."""
+        branch = Branch(owner(node.branch, node.end), node.end, node.digest)
+        node.branch = branch
+        return branch
 
-    def _receive(self, arg: tuple[DbNode, DbNode, int]) -> None:
-        r, primary, upto = arg
-        if r.role != "replica" or r.state or primary.role != "primary":
-            return
-        if not self.linked(primary, r):
-            return
-        n = len(r.log)
-        if upto <= n:
-            return
-        if n and (n > len(primary.log) or r.log[n - 1] is not primary.log[n - 1]):
-            return  # diverged: the failover loop rewinds it first
-        r.log.extend(primary.log[n:upto])
-        self.kick_apply(r)
-        if self.mode != "async":
-            delay = self.cfg.fsync * r.disk + self.repl_link.delay(self.kernel.now)
-            self.kernel.call_later(delay, self._confirm, (r, primary, upto))
+    def records(self, node: DbNode, lo: int, hi: int) -> list[Write]:
+        """The records of ``node``'s history with LSN in (lo, hi] that are still held."""
+        return records(node.branch, lo, min(hi, node.end))
 
-    def catch_up(self, r: DbNode, primary: DbNode) -> None:
-        """A (re)connected replica asks for everything it is missing."""
-        if len(r.log) < len(primary.log):
-            self.kernel.call_later(self.repl_link.delay(self.kernel.now), self._receive,
-                                   (r, primary, len(primary.log)))
+    def receive_all(self, r: DbNode, primary: DbNode) -> None:
+        """``r`` gets everything ``primary`` has (a switchover's hand-over)."""
+        if self.common(r, primary) == r.end:
+            self.sync_apply(r)
+            r.branch = primary.branch
+            r.end = primary.end
 
-    def _confirm(self, arg: tuple[DbNode, DbNode, int]) -> None:
-        r, primary, upto = arg
-        if primary.role != "primary" or not self.linked(primary, r):
-            return
-        if upto > primary.confirmed.get(r.id, 0):
-            primary.confirmed[r.id] = upto
-        self._release_waiting(primary)
-        if self.degraded and upto >= len(primary.log):
-            self.degraded = False
-            self.emit("info", r.id, "semi_sync_restored", "semi-sync is synchronous again",
-                      f"{r.id} caught up with the primary")
+    def digest_between(self, a: DbNode, b: DbNode, lsn: int) -> int:
+        """The digest of the history two nodes share up to ``lsn`` (their common part)."""
+        digest = digest_at(a.branch, lsn)
+        if digest is None:
+            digest = digest_at(b.branch, lsn)
+        assert digest is not None, "a common point is a fork or the end of a history"
+        return digest
 
-    def _release_waiting(self, primary: DbNode) -> None:
-        waiting = primary.waiting
-        if not waiting:
-            return
-        confirmed = sorted(primary.confirmed.values(), reverse=True)
-        if len(confirmed) < self.k:
-            return
-        safe = confirmed[self.k - 1]
-        while waiting and waiting[0][0].lsn <= safe:
-            w, op = waiting.popleft()
-            self._ack(w, op)
-
-    def _arm_semi(self, node: DbNode) -> None:
-        w = node.waiting[0][0]
-        self._semi_timer = self.kernel.call_at(w.committed_at + self.cfg.semi_sync_timeout,
-                                               self._semi_check, node)
-
-    def _semi_check(self, node: DbNode) -> None:
-        self._semi_timer = None
-        waiting = node.waiting
-        if not waiting or self.mode != "semi_sync":
-            return
-        w, _op = waiting[0]
-        if self.kernel.now - w.committed_at >= self.cfg.semi_sync_timeout - 1e-9:
-            self.degraded = True
-            n = len(waiting)
-            while waiting:
-                w, op = waiting.popleft()
-                self._ack(w, op)
-            self.emit("warning", w.node, "semi_sync_fallback",
-                      f"semi-sync fell back to async ({n} waiting writes acknowledged)",
-                      f"no replica confirmed within {self.cfg.semi_sync_timeout:g} s")
-        else:
-            self._arm_semi(node)
-
-    def set_mode(self, mode: str, k: int) -> None:
-        self.mode = mode
-        self.k = k
-        self.degraded = False
-        if mode == "async":
-            for node in self.nodes.values():
-                while node.waiting:
-                    w, op = node.waiting.popleft()
-                    self._ack(w, op)
-        elif mode == "semi_sync" and self._semi_timer is None:
-            for node in self.nodes.values():
-                if node.waiting:
-                    self._arm_semi(node)
-                    break
-        leader = self.leader_node()
-        if mode != "async" and leader.role == "primary":
-            for r in self.nodes.values():
-                if r.role == "replica" and self.linked(leader, r) and r.log:
-                    self.kernel.call_later(0.0, self._confirm, (r, leader, len(r.log)))
-
-    def kick_apply(self, r: DbNode) -> None:
-        if r.apply_handle is None and r.applied < len(r.log):
-            r.apply_handle = self.kernel.call_later(1.0 / r.apply_rate, self._apply, r)
-
-    def _apply(self, r: DbNode) -> None:
-        """Apply a batch of received records (about 10 ms worth at the apply rate)."""
-        r.apply_handle = None
-        if not r.up or r.state:
-            return
-        batch = max(1, int(r.apply_rate * 0.01))
-        end = min(len(r.log), r.applied + batch)
-        sink = self.sink
-        for i in range(r.applied, end):
-            if sink is not None:
-                sink.apply(r.id, r.log[i])
-        r.applied = end
-        if r.applied < len(r.log):
-            n = min(batch, len(r.log) - r.applied)
-            r.apply_handle = self.kernel.call_later(n / r.apply_rate, self._apply, r)
+    def truncate(self, n: DbNode, lsn: int, digest: int) -> None:
+        """Cut ``n``'s history back to ``lsn``, whose digest is ``digest`` (a rewind)."""
+        self.stop_apply(n)
+        if lsn < n.end:
+            n.end = lsn
+        if n._applied > lsn:
+            n._applied = lsn
+            n.digest = digest
+        if self.sink is not None:
+            self.sink.truncate(n.id, lsn)
 
     # -- views ------------------------------------------------------------------------------
 
     def lag(self, r: DbNode) -> tuple[int, float]:
         """(LSNs, seconds) the node's applied state is behind the leader's history."""
         leader = self.leader_node()
-        hist = leader.log
         n = r.applied
-        if r is leader or n >= len(hist):
+        m = leader.end
+        if r is leader or n >= m:
             return 0, 0.0
-        if n and r.log[n - 1] is not hist[n - 1]:
-            return len(hist) - n, 0.0
-        return len(hist) - n, self.kernel.now - hist[n].committed_at
+        if common(r.branch, n, leader.branch, m) < n:
+            return m - n, 0.0
+        w = record(leader.branch, n + 1)
+        if w is None:  # no longer held: the oldest record still held bounds it from below
+            held = records(leader.branch, n, m)
+            w = held[0] if held else None
+        return m - n, self.kernel.now - w.committed_at if w is not None else 0.0
 
-    def expected_rows(self, node_id: str) -> list[tuple[int, int]]:
-        """(lsn, wid) of every row the model says the node has applied."""
+    def verify_rows(self, node_id: str, rows: Sequence[tuple[int, int]]) -> str | None:
+        """Why ``rows`` (lsn, wid) are not exactly the node's applied history (None if they
+        are): LSNs 1..applied in order, the records still held row by row, and the digest of
+        the rest."""
         n = self.nodes[node_id]
-        return [(w.lsn, w.wid) for w in n.log[: n.applied]]
+        applied = n._applied  # what the sink has been given (looking would apply more)
+        for i, (lsn, _) in enumerate(rows):
+            if lsn != i + 1:
+                return f"row {i + 1} has LSN {lsn} (expected LSN {i + 1})"
+        if len(rows) < applied:
+            return f"SQLite lacks {applied - len(rows)} rows from LSN {len(rows) + 1}"
+        if len(rows) > applied:
+            return (f"SQLite has {len(rows) - applied} rows the model does not "
+                    f"(from LSN {applied + 1})")
+        held = records(n.branch, 0, applied)
+        for w in held:
+            lsn, wid = rows[w.lsn - 1]
+            if wid != w.wid:
+                return (f"row {lsn} differs (model LSN {w.lsn} write {w.wid}, "
+                        f"SQLite LSN {lsn} write {wid})")
+        if rows_digest(rows) != n.digest:
+            upto = held[0].lsn - 1 if held else applied
+            return f"rows up to LSN {upto} differ from the model's history (their digest)"
+        return None
 
 
 def _fail(arg: tuple[Attempt, DbCallback, str]) -> None:

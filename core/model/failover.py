@@ -51,7 +51,7 @@ class Failover:
             return
         now = self.kernel.now
         for n in tier.nodes.values():
-            if not n.up or n.state in ("rewinding", "promoting"):
+            if not n.up or n.state in ("rewinding", "promoting", "recloning"):
                 continue
             if n.role == "primary":
                 self._primary_loop(n, now)
@@ -68,7 +68,7 @@ class Failover:
                     if n.state == "fenced":
                         n.state = ""
                     tier.lease_expiry = now + self.cfg.ttl
-                    tier.optime = len(n.log)
+                    tier.optime = n.end
                     n.last_renew = now
                     self.kernel.cancel(n.fence_handle)
                     n.fence_handle = None
@@ -84,8 +84,7 @@ class Failover:
         leader = tier.leader_node()
         if not self.reaches_store(r) or leader is r or leader.role != "primary":
             return
-        n = len(r.log)
-        if n and (n > len(leader.log) or r.log[n - 1] is not leader.log[n - 1]):
+        if tier.common(r, leader) < r.end:
             self._rewind(r, leader, "its log diverged from the new leader's")
         elif tier.linked(leader, r):
             r.timeline = leader.timeline
@@ -115,13 +114,16 @@ class Failover:
         for r in tier.nodes.values():
             if r.role != "replica" or r.state or not self.reaches_store(r):
                 continue
-            lag = tier.optime - len(r.log)
+            lag = tier.optime - r.end
             if lag > self.cfg.maximum_lag_on_failover:
                 reasons.append(f"{r.id} is {lag} LSNs behind")
                 continue
             synchronous = tier.mode == "sync" or (tier.mode == "semi_sync" and not tier.degraded)
-            if synchronous and len(r.log) < tier.acked_lsn:
+            if synchronous and r.end < tier.acked_lsn:
                 reasons.append(f"{r.id} lacks acknowledged writes")
+                continue
+            if not tier.can_replay(r):
+                reasons.append(f"{r.id} lost part of the log it had not applied")
                 continue
             candidates.append(r)
         if not candidates:
@@ -131,15 +133,14 @@ class Failover:
                 self.emit("error", "database", "no_failover", "no replica can be promoted", why)
             return
         self._no_candidate_noted = False
-        best = max(candidates, key=lambda r: (len(r.log), -int(r.id.split("-")[1])))
-        self.promote(best, f"the most advanced healthy replica (LSN {len(best.log)}, "
+        best = max(candidates, key=lambda r: (r.end, -int(r.id.split("-")[1])))
+        self.promote(best, f"the most advanced healthy replica (LSN {best.end}, "
                            f"leader was at {tier.optime})")
 
     def promote(self, r: DbNode, why: str) -> None:
         self.promoting = r.id
+        self.tier.stop_apply(r)
         r.state = "promoting"
-        self.tier.kernel.cancel(r.apply_handle)
-        r.apply_handle = None
         self.emit("warning", r.id, "promoting", f"promoting {r.id}", why)
         self.kernel.call_later(self.cfg.promote_time, self._promoted, (r, self.tier.epoch))
 
@@ -159,17 +160,17 @@ class Failover:
         now = self.kernel.now
         old = tier.leader_node()
         # a promoted replica replays everything it received before it opens for writes
-        sink = tier.sink
-        for i in range(r.applied, len(r.log)):
-            if sink is not None:
-                sink.apply(r.id, r.log[i])
-        r.applied = len(r.log)
-        cut = len(r.log)
-        lost = [w for w in old.log[cut:] if w.acked_at is not None] if old is not r else []
+        tier.apply_all(r)
+        cut = r.end
+        lost = []
+        if old is not r:
+            shared = tier.common(r, old)
+            lost = [w for w in tier.records(old, shared, old.end) if w.acked_at is not None]
         for w in lost:
             w.lost = True
         tier.lost_writes += len(lost)
         tier.lost.extend(lost)
+        tier.fork(r)
         r.role = "primary"
         r.state = ""
         r.timeline += 1
@@ -210,29 +211,22 @@ class Failover:
         self._rewind(n, leader, why)
 
     def _rewind(self, n: DbNode, leader: DbNode, why: str) -> None:
-        common = 0
-        for a, b in zip(n.log, leader.log, strict=False):
-            if a is not b:
-                break
-            common += 1
-        divergent = len(n.log) - common
+        common = self.tier.common(n, leader)
+        self.tier.stop_apply(n)
+        digest = n.digest if common >= n.applied else self.tier.digest_between(n, leader, common)
+        divergent = n.end - common
         n.state = "rewinding"
-        self.kernel.cancel(n.apply_handle)
-        n.apply_handle = None
-        self.kernel.call_later(REWIND_TIME, self._rewound, (n, common, divergent))
+        self.kernel.call_later(REWIND_TIME, self._rewound, (n, common, divergent, digest))
         self.emit("warning", n.id, "rewind", f"{n.id} rewinds {divergent} divergent writes",
                   why)
 
-    def _rewound(self, arg: tuple[DbNode, int, int]) -> None:
-        n, common, divergent = arg
+    def _rewound(self, arg: tuple[DbNode, int, int, int]) -> None:
+        n, common, divergent, digest = arg
         tier = self.tier
         if n.state != "rewinding":
             return
-        del n.log[common:]
-        n.applied = min(n.applied, common)
+        tier.truncate(n, common, digest)
         tier.rewound += divergent
-        if tier.sink is not None:
-            tier.sink.truncate(n.id, common)
         n.state = ""
         n.timeline = tier.leader_node().timeline
         self.emit("info", n.id, "rejoined", f"{n.id} follows {tier.leader}",
@@ -244,10 +238,9 @@ class Failover:
 
     def kill(self, n: DbNode) -> None:
         tier = self.tier
+        tier.stop_apply(n)
         n.up = False
         tier.abort_node(n, "db_down")
-        self.kernel.cancel(n.apply_handle)
-        n.apply_handle = None
         if n.state == "promoting":
             n.state = ""
         self.emit("error", n.id, "db_down", f"{n.id} ({n.role}) down",
@@ -285,13 +278,13 @@ class Failover:
         if target is None:
             if not healthy:
                 raise ValueError("switchover: no healthy replica to hand over to")
-            target = max(healthy, key=lambda r: (len(r.log), -int(r.id.split("-")[1])))
+            target = max(healthy, key=lambda r: (r.end, -int(r.id.split("-")[1])))
         elif target not in healthy:
             raise ValueError(f"switchover.target: {target.id} is not a healthy replica "
                              "connected to the primary")
         leader.state = "demoting"
         tier.abort_node(leader, "db_read_only")
-        target.log.extend(leader.log[len(target.log):])
+        tier.receive_all(target, leader)
         self.emit("info", leader.id, "switchover",
                   f"switchover {leader.id} -> {target.id}", "requested by the user")
         self.kernel.call_later(self.cfg.promote_time, self._switch, (leader, target, tier.epoch))

@@ -398,3 +398,72 @@ async def test_storage_falling_behind_applies_back_pressure_not_memory() -> None
         assert await check(engine.world.db, storage) == []
     finally:
         await storage.close()
+
+
+# -- memory: only what is still needed is kept ----------------------------------------------
+
+
+def held_records(engine: Engine) -> tuple[int, int]:
+    """(records held by the database's histories, records held by the backup archive)."""
+    db, backups = engine.world.db, engine.world.backups
+    assert db is not None and backups is not None
+    seen: set[int] = set()
+    held = 0
+    for node in db.nodes.values():
+        b: Any = node.branch
+        while b is not None and id(b) not in seen:
+            seen.add(id(b))
+            held += len(b.records)
+            b = b.parent
+    return held, len(backups.records)
+
+
+def test_the_log_kept_stays_flat_while_writes_pile_up() -> None:
+    engine = Engine(light(backup={"interval": "2m", "retention": 2}), seed=3)
+    engine.run_for(600.0)
+    held_10, archived_10 = held_records(engine)
+    writes_10 = engine.world.db.leader_node().end  # type: ignore[union-attr]
+    engine.run_for(600.0)
+    held_20, archived_20 = held_records(engine)
+    writes_20 = engine.world.db.leader_node().end  # type: ignore[union-attr]
+    assert writes_20 > writes_10 + 15_000, "ten minutes at ~35 writes/s"
+    # the histories hold a handful of records (replicas keep up); the archive at most the log
+    # since the older of the two base backups kept: up to 4 minutes plus one archive interval
+    assert held_10 < 50 and held_20 < 50
+    rate = (writes_20 - writes_10) / 600.0
+    assert archived_20 <= rate * (240.0 + 10.0) * 1.1
+    assert abs(archived_20 - archived_10) < rate * 120.0 * 1.1
+
+
+async def test_a_restore_before_the_oldest_base_backup_kept_is_refused(
+    stored: list[Run],
+) -> None:
+    run = await open_run(stored, light(backup={"interval": "30s", "retention": 2}))
+    await run.run_until(100.0)
+    assert [b.time for b in run.engine.world.backups.base] == [60.0, 90.0]  # type: ignore[union-attr]
+    assert run.events("backup_expired")
+    with pytest.raises(ValueError, match=r"restore\.time: expected a time between 60\.0 and now "
+                                         r"\(100\.0\); earlier points are no longer restorable"):
+        run.apply("restore", time=59.0)
+    run.apply("restore", time=61.0)
+    info = run.engine.snapshot().info["database"]["last_restore"]
+    assert info["base_backup"] == 60.0 and info["window"] == [60.0, 100.0]
+    await run.run_until(100.0 + info["rto"] + 0.001)
+    expected = {w.wid for w in run.acked if w.acked_at is not None and w.acked_at <= 61.0}
+    for node in run.db.nodes:
+        assert await run.wids(node) == expected
+    assert await check(run.db, run.storage) == []
+
+
+async def test_a_replica_behind_what_the_primary_keeps_is_recloned(stored: list[Run]) -> None:
+    run = await open_run(stored, light(wal_keep=100, backup={"restore_base": "5s"}))
+    run.apply("db_partition", "db-3", at=10.0, duration=20.0)  # ~700 writes: more than kept
+    await run.run_until(29.0)
+    assert run.db.nodes["db-3"].end < run.db.leader_node().end - 100
+    await run.run_until(60.0)
+    assert [e.component for e in run.events("reclone")] == ["db-3"]
+    assert run.events("reclone_done")
+    assert run.db.lag(run.db.nodes["db-3"])[0] < 10
+    assert await run.wids("db-3") <= await run.wids("db-1")
+    assert len(await run.wids("db-3")) > 1000
+    assert await check(run.db, run.storage) == []
