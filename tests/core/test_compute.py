@@ -174,3 +174,87 @@ def test_a_dead_hosts_containers_get_a_new_vm_on_a_live_host() -> None:
     live = [c for c in cluster.containers.values() if c.state == RUNNING]
     assert len(live) == 8, [e.message for e in engine.events if e.time >= killed]
     assert all(c.vm is not None and c.vm.host.id != "host-1" for c in live)
+
+
+# -- processor sharing: exact shares, recomputed as requests come and go --------------------
+
+
+def sharing(cores: float = 1.0, workers: int = 8) -> Engine:
+    """One container, deterministic 10 ms reads, no network delay and no arrivals of its own:
+    the test sends each request itself."""
+    return Engine(scenario(
+        "mmc",
+        traffic={"regions": {"eu": {"rate": 0.0}}},
+        app={"container": {"cpu": cores, "workers": workers},
+             "service": {"distribution": {"read": {"kind": "deterministic"}}}},
+    ), seed=SEED)
+
+
+def send_at(engine: Engine, *times: float) -> None:
+    region = engine.world.regions["eu"]
+    for t in times:
+        engine.kernel.call_at(t, lambda _: engine.world.arrive(region))
+
+
+@pytest.mark.parametrize(
+    ("cores", "sends", "total"),
+    [
+        # two together on one core: each gets half of it, both finish at 20 ms
+        (1.0, (1.0, 1.0), 0.040),
+        # a third joins at 5 ms: 2.5 ms done each, then thirds until the first two finish at
+        # 27.5 ms (the third has 7.5 ms), which then runs alone until 30 ms
+        (1.0, (1.0, 1.0, 1.005), 0.0275 * 2 + 0.025),
+        # two cores: two requests do not share, a third makes it 2/3 of a core each
+        (2.0, (1.0, 1.0), 0.020),
+        (2.0, (1.0, 1.0, 1.0), 3 * 0.015),
+    ],
+)
+def test_requests_share_the_cores_exactly(
+    cores: float, sends: tuple[float, ...], total: float
+) -> None:
+    engine = sharing(cores)
+    send_at(engine, *sends)
+    engine.run_until(2.0)
+    assert engine.world.completed == len(sends)
+    assert engine.world.sojourn_total == pytest.approx(total, abs=1e-9)
+    assert engine.kernel.pending() < 10, "no timer left behind"
+
+
+@pytest.mark.parametrize(
+    ("fault", "target", "params", "total"),
+    [
+        # a 1-core hog takes its fair share: a request on one core gets half of it
+        ("cpu_hog", "app-1", {"cores": 1.0}, 0.020),
+        # steal of half the host: everything on it runs at half speed
+        ("noisy_neighbour", "host-1", {"steal": 0.5}, 0.020),
+    ],
+)
+def test_hogs_and_steal_take_their_share(
+    fault: str, target: str, params: dict[str, Any], total: float
+) -> None:
+    engine = sharing()
+    engine.run_until(0.5)
+    engine.apply(Command(fault, target, params))
+    send_at(engine, 1.0)
+    engine.run_until(2.0)
+    assert engine.world.sojourn_total == pytest.approx(total, abs=1e-9)
+
+
+def test_a_share_change_mid_request_re_times_it() -> None:
+    engine = sharing()
+    send_at(engine, 1.0)
+    engine.apply(Command("noisy_neighbour", "host-1", {"steal": 0.5}, at=1.004))
+    engine.apply(Command("clear", "f1", at=1.008))
+    engine.run_until(2.0)
+    # 4 ms at full speed, 4 ms at half (2 ms of work), then the last 4 ms at full speed
+    assert engine.world.sojourn_total == pytest.approx(0.012, abs=1e-9)
+
+
+def test_sharing_costs_one_timer_per_container_not_one_per_request() -> None:
+    engine = sharing(workers=64)
+    send_at(engine, *[1.0 + i * 1e-4 for i in range(50)])
+    engine.run_until(1.0 + 49e-4)
+    (container,) = engine.world.cluster.containers.values()
+    assert container.cpu_busy == 50
+    live = [e for e in engine.kernel._heap if e[2] is not None and e[0] > engine.now]
+    assert sum(1 for e in live if getattr(e[2], "__self__", None) is container) == 1
