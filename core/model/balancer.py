@@ -19,6 +19,8 @@ from stackyard.core.metrics import Meter
 
 from .traffic import Request
 
+_exp = math.exp
+
 if TYPE_CHECKING:
     from .compute import Container
     from .network import Link
@@ -246,8 +248,8 @@ class Balancer:
 
     def receive(self, req: Request) -> None:
         """A request reaches the VIP."""
-        if not self.available():
-            self.reply(req, False, "lb_down")
+        if not self.nodes[self.active_node].up or self.kernel.now < self.takeover_until:
+            self.reply(req, False, "lb_down")  # not available()
             return
         self._dispatch(req, False)
 
@@ -329,7 +331,13 @@ class Balancer:
             self.retries_inflight -= 1
         now = self.kernel.now
         slack = att.slack
-        self._observe(b, now + slack - att.start, now)
+        latency = now + slack - att.start
+        if latency >= b.ewma:  # _observe, inline (once per attempt)
+            b.ewma = latency
+        else:
+            w = _exp(-(now - b.ewma_time) / self.cfg.ewma_decay)
+            b.ewma = b.ewma * w + latency * (1.0 - w)
+        b.ewma_time = now
         req = att.req
         req.slack += slack
         if ok:
@@ -445,7 +453,9 @@ class Balancer:
         return 1.0 if age >= ss else max(0.1, age / ss)
 
     def pick(self, req: Request) -> Backend | None:
-        cands = self.eligible()
+        cands = self._eligible
+        if cands is None:
+            cands = self.eligible()
         if req.tried:
             cands = [b for b in cands if b.id not in req.tried] or cands
         if not cands:

@@ -97,6 +97,8 @@ class Container:
         self.kernel = cluster.kernel
         self.rng = cluster.kernel.rng(f"container:{cid}")
         self.draws = cluster.draws
+        self._respond = cluster.respond if cluster.balancer is None else cluster.balancer.respond
+        """Answers go to the balancer (straight to it once there is one)."""
         self.cpu = cfg.cpu
         self.workers = cfg.workers
         self.qcap = cfg.queue
@@ -197,7 +199,7 @@ class Container:
         att.arrived = self.kernel.now
         state = self.state
         if state != RUNNING and state != DRAINING:
-            self.cluster.respond(att, False, "conn_refused")
+            self._respond(att, False, "conn_refused")
             return
         if self.busy < self.workers:
             self._start(att)
@@ -207,7 +209,7 @@ class Container:
                 self.crash("oom", "memory above its limit")
         else:
             self.failed += 1
-            self.cluster.respond(att, False, "queue_full")
+            self._respond(att, False, "queue_full")
 
     def _start(self, att: Attempt) -> None:
         """Give ``att`` a worker: it enters the CPU phase with a demand drawn for its endpoint."""
@@ -221,17 +223,17 @@ class Container:
         demand = self.draws[att.req.endpoint](self.rng)
         self.cpu_seconds += demand
         att.cpu = True
-        if self.cpu_busy:
+        n = self.cpu_busy
+        if n:
             self.vclock += (now - self.vstamp) * self.vrate
         else:
             self.vclock = 0.0  # an idle phase restarts its clock: no drift over a long run
         self.vstamp = now
         self._ps_seq += 1
         heapq.heappush(self.ps, (self.vclock + demand, self._ps_seq, att))
-        self.cpu_busy += 1
-        self._update_vm()
+        self.cpu_busy = n + 1
         if not self._completing:
-            self._schedule()
+            self._retime()
 
     def share(self) -> float:
         """Each CPU-phase attempt's progress per second: a fair share of the cores (at most
@@ -246,8 +248,24 @@ class Container:
             rate *= 1.0 - vm.host.steal
         return rate
 
-    def _schedule(self) -> None:
-        """Recompute the share and point the timer at the next completion (``vstamp`` is now)."""
+    def _retime(self) -> None:
+        """The CPU phase changed (``vstamp`` is now): bring its part of the VM's load in line
+        (siblings re-time if the VM is or was oversubscribed), recompute the share and point the
+        timer at the next completion."""
+        load = self.cpu_busy + self.hog
+        cpu = self.cpu
+        vm = self.vm
+        if vm is not None:
+            want = load if load < cpu else cpu
+            delta = want - self.vm_share
+            if delta:
+                self.vm_share = want
+                before = vm.load
+                vm.load = before + delta
+                if before > vm.vcpus or vm.load > vm.vcpus:
+                    for c in vm.containers:
+                        if c is not self:
+                            c.reshare()
         ps = self.ps
         timer = self._cpu_timer
         if not ps:
@@ -255,7 +273,8 @@ class Container:
                 self.kernel.cancel(timer)
                 self._cpu_timer = None
             return
-        rate = self.share()
+        rate = self.share() if vm is None or vm.load > vm.vcpus or vm.host.steal else (
+            cpu / load if load > cpu else 1.0)
         self.vrate = rate
         t = self.vstamp + (ps[0][0] - self.vclock) / rate
         if timer is not None:
@@ -270,25 +289,7 @@ class Container:
             now = self.kernel.now
             self.vclock += (now - self.vstamp) * self.vrate
             self.vstamp = now
-            self._schedule()
-
-    def _update_vm(self) -> None:
-        """Bring its part of the VM's load in line; siblings re-time if the VM is (or was)
-        oversubscribed."""
-        vm = self.vm
-        if vm is None:
-            return
-        load = self.cpu_busy + self.hog
-        share = load if load < self.cpu else self.cpu
-        delta = share - self.vm_share
-        if delta:
-            self.vm_share = share
-            before = vm.load
-            vm.load = before + delta
-            if before > vm.vcpus or vm.load > vm.vcpus:
-                for c in vm.containers:
-                    if c is not self:
-                        c.reshare()
+            self._retime()
 
     def _complete(self, _: object) -> None:
         """The timer: every attempt whose demand is met leaves the CPU phase."""
@@ -318,8 +319,7 @@ class Container:
                 if att in self.jobs:  # an earlier one's answer may have crashed it
                     self._cpu_done(att)
         self._completing = False
-        self._update_vm()
-        self._schedule()
+        self._retime()
 
     def _cpu_done(self, att: Attempt) -> None:
         db = self.cluster.db
@@ -340,7 +340,7 @@ class Container:
             self.completed += 1
         else:
             self.failed += 1
-        self.cluster.respond(att, ok, cause)
+        self._respond(att, ok, cause)
         if self.queue:
             self._start(self.queue.popleft())
         elif self.state == DRAINING and not self.busy:
@@ -352,9 +352,7 @@ class Container:
         self.failed += len(self.jobs) + len(self.queue)
         self.ps.clear()
         self.cpu_busy = 0
-        kernel.cancel(self._cpu_timer)
-        self._cpu_timer = None
-        self._update_vm()
+        self._retime()
         jobs = list(self.jobs)
         self.jobs.clear()
         self.busy = 0
@@ -362,9 +360,9 @@ class Container:
             kernel.cancel(att.handle)
             att.handle = None
             att.cpu = False
-            self.cluster.respond(att, False, cause)
+            self._respond(att, False, cause)
         while self.queue:
-            self.cluster.respond(self.queue.popleft(), False, cause)
+            self._respond(self.queue.popleft(), False, cause)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -477,9 +475,7 @@ class Container:
             self.vclock += (now - self.vstamp) * self.vrate
             self.vstamp = now
         self.hog = max(cores, 0.0)
-        self._update_vm()
-        if self.cpu_busy:
-            self._schedule()
+        self._retime()
 
     def utilisation(self, now: float) -> float:
         """CPU use over the span since the last mark, as a fraction of its limit."""

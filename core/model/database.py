@@ -15,6 +15,7 @@ archive them (at most ``wal_keep`` per branch; a replica further behind is re-cl
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -38,6 +39,7 @@ QUEUE_LIMIT = 1000
 FOLD_LIMIT = 0.001
 """A network trip up to this is folded into the query's own event (or, for an answer, into the
 request's slack); a longer one gets an event of its own."""
+_log = math.log
 LOST_KEPT = 10_000
 """The most recent lost writes kept for inspection (all of them are counted)."""
 NOT_SERVING = ("restoring", "rewinding", "recloning")
@@ -259,8 +261,7 @@ class DatabaseTier(Replication):
         self.repl_link = repl_link
         self.connect_timeout = connect_timeout
         self.rng = kernel.rng("database")
-        self.read_rate = 1.0 / cfg.read if cfg.read > 0 else 0.0
-        self.write_rate = 1.0 / cfg.write if cfg.write > 0 else 0.0
+        self._random = self.rng.random
         self._writers: list[DbNode] | None = None
         self._readers: list[DbNode] = []
         root = Branch(None, 0, 0)
@@ -321,19 +322,17 @@ class DatabaseTier(Replication):
             self.kernel.call_later(self.connect_timeout, _fail, (att, done, "partition"))
             return None
         op = Op(att, write, done, node)
-        if self.cfg.timeout > 0:
-            self._watch(op, now + self.cfg.timeout)
+        timeout = self.cfg.timeout
+        if timeout > 0:
+            self._deadlines.append((now + timeout, op))
+            if self._deadline_timer is None:
+                self._deadline_timer = self.kernel.call_at(now + timeout, self._expire)
         delay = self.app_link.delay(now)
-        if delay <= FOLD_LIMIT and node.busy < node.pool and node.up and node.serving():
+        if delay <= FOLD_LIMIT and node.busy < node.pool and node.serving():
             self._start(op, delay)  # a free connection: fold the trip into the query's event
         else:
             self.kernel.call_later(delay, self._arrive, op)
         return None
-
-    def _watch(self, op: Op, deadline: float) -> None:
-        self._deadlines.append((deadline, op))
-        if self._deadline_timer is None:
-            self._deadline_timer = self.kernel.call_at(deadline, self._expire)
 
     def _expire(self, _: object) -> None:
         """The application's statement timeout: answered ops leave whatever their deadline."""
@@ -414,12 +413,11 @@ class DatabaseTier(Replication):
         node = op.node
         node.busy += 1
         node.inflight[op] = None
-        rng = self.rng
-        if op.write:
-            cpu = rng.expovariate(self.write_rate) if self.write_rate else 0.0
+        if op.write:  # exponential times, as expovariate draws them
+            cpu = -_log(1.0 - self._random()) * self.cfg.write
             self.kernel.call_later(lead + cpu + self.cfg.fsync * node.disk, self._commit, op)
         else:
-            t = (rng.expovariate(self.read_rate) if self.read_rate else 0.0) * node.disk
+            t = -_log(1.0 - self._random()) * self.cfg.read * node.disk
             self.kernel.call_later(lead + t, self._read_done, op)
 
     def _release(self, op: Op) -> bool:

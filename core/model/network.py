@@ -16,12 +16,14 @@ class Link:
 
     __slots__ = (
         "_bandwidth",
+        "_jitter",
+        "_latency",
+        "_lo",
         "_loss",
         "_random",
         "_simple",
+        "_span",
         "busy_until",
-        "jitter",
-        "latency",
         "name",
         "partitioned",
         "rng",
@@ -30,8 +32,8 @@ class Link:
 
     def __init__(self, name: str, cfg: LinkConfig, rto: float, rng: random.Random) -> None:
         self.name = name
-        self.latency = cfg.latency
-        self.jitter = cfg.jitter
+        self._latency = cfg.latency
+        self._jitter = cfg.jitter
         self._loss = cfg.loss
         self._bandwidth = cfg.bandwidth
         self.rto = rto
@@ -39,8 +41,36 @@ class Link:
         self.partitioned = False
         self.busy_until = 0.0
         self._random = rng.random
-        self._simple = not self._loss and not self._bandwidth
-        """No loss and no bandwidth cap: a delay is latency +- jitter (the common case)."""
+        self._simple = False
+        """Jitter within the latency, no loss, no bandwidth cap: the delay is ``_lo`` plus a
+        uniform draw over ``_span`` (the common case, one line)."""
+        self._lo = self._span = 0.0
+        self._reshape()
+
+    def _reshape(self) -> None:
+        self._lo = self._latency - self._jitter
+        self._span = 2.0 * self._jitter
+        self._simple = self._lo >= 0.0 and not self._loss and not self._bandwidth
+
+    @property
+    def latency(self) -> float:
+        """One-way latency (seconds)."""
+        return self._latency
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self._latency = value
+        self._reshape()
+
+    @property
+    def jitter(self) -> float:
+        """Uniform variation either side of the latency."""
+        return self._jitter
+
+    @jitter.setter
+    def jitter(self, value: float) -> None:
+        self._jitter = value
+        self._reshape()
 
     @property
     def loss(self) -> float:
@@ -50,7 +80,7 @@ class Link:
     @loss.setter
     def loss(self, value: float) -> None:
         self._loss = value
-        self._simple = not self._loss and not self._bandwidth
+        self._reshape()
 
     @property
     def bandwidth(self) -> float:
@@ -60,18 +90,15 @@ class Link:
     @bandwidth.setter
     def bandwidth(self, value: float) -> None:
         self._bandwidth = value
-        self._simple = not self._loss and not self._bandwidth
+        self._reshape()
 
     def delay(self, now: float) -> float:
         """One-way delay of a message sent now: latency +- jitter, plus a retransmission
         timeout per lost packet (doubling), plus queueing behind a bandwidth cap."""
-        jitter = self.jitter
         if self._simple:
-            if not jitter:
-                return self.latency
-            d = self.latency + (self._random() * 2.0 - 1.0) * jitter
-            return d if d > 0.0 else 0.0
-        d = self.latency
+            return self._lo + self._random() * self._span
+        jitter = self._jitter
+        d = self._latency
         if jitter:
             d += (self._random() * 2.0 - 1.0) * jitter
             if d < 0.0:

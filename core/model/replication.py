@@ -230,7 +230,12 @@ class Replication:
         return r._applied >= r.end or record(r.branch, r._applied + 1) is not None
 
     def _apply_to(self, r: DbNode, n: int) -> None:
-        last = record(r.branch, n)
+        b = r.branch
+        if b.start <= r._applied and n <= b.end and self.sink is None:
+            r._applied = n  # all on its own branch and held: the common case
+            r.digest = b.records[n - b.start - 1].digest
+            return
+        last = record(b, n)
         if last is None or not self.can_replay(r):
             self._reclone(r, f"the log it had not applied yet is gone (database.wal_keep = "
                              f"{self.cfg.wal_keep} records)")

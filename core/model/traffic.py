@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .network import Edge, Link
 
 STATIC, READ, WRITE = 0, 1, 2
+_log = math.log
 ENDPOINTS = ("static", "read", "write")
 
 
@@ -122,6 +123,7 @@ class Region:
         self.zipf = zipf
         self.on_arrival = on_arrival
         self.rng = kernel.rng(f"traffic:{name}")
+        self._random = self.rng.random
         total = traffic.mix.static + traffic.mix.read + traffic.mix.write
         self.p_static = traffic.mix.static / total
         self.p_read = self.p_static + traffic.mix.read / total
@@ -197,7 +199,9 @@ class Region:
         self.reschedule()
 
     def _arrive(self, _: object) -> None:
-        self._next = self.kernel.call_later(self.rng.expovariate(self._draw_rate), self._arrive)
+        # an exponential gap, as expovariate draws it, without its call
+        gap = -_log(1.0 - self._random()) / self._draw_rate
+        self._next = self.kernel.call_later(gap, self._arrive)
         if self.kind == "batch":
             # geometric batch size with mean 1 / batch_p, by inversion
             u = 1.0 - self._bursts.random()

@@ -11,6 +11,7 @@ counts the requests not answered yet.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 
 from stackyard.core.config import Scenario
@@ -24,7 +25,7 @@ from .compute import Cluster
 from .database import DatabaseTier
 from .failover import Failover
 from .network import Edge, Link
-from .traffic import STATIC, Region, Request, Zipf
+from .traffic import READ, STATIC, WRITE, Region, Request, Zipf
 
 Emit = Callable[[str, str, str, str, str], None]
 
@@ -117,7 +118,12 @@ class World:
     def arrive(self, region: Region) -> None:
         kernel = self.kernel
         now = kernel.now
-        endpoint, key, client = region.draw()
+        # region.draw(), inline: endpoint, Zipf key, client
+        random = region._random
+        u = random()
+        endpoint = STATIC if u < region.p_static else READ if u < region.p_read else WRITE
+        key = bisect_left(region.zipf.cdf, random())
+        client = int(random() * region.clients)
         self._rid += 1
         req = Request(self._rid, now, region, endpoint, key, client)
         self.arrived += 1
@@ -226,14 +232,16 @@ class World:
         now = self.kernel.now
         self.sojourn_total += now - req.t0
         latency = now + delay + req.slack - req.t0
+        slo = self.slo
+        slo.total += 1
         if ok:
             self.completed += 1
             self.recent.record(now, latency)
-            self.slo.record(True, latency)
+            if latency <= slo.latency:
+                slo.good += 1
         else:
             self.failed += 1
             self.errors[cause] = self.errors.get(cause, 0) + 1
-            self.slo.record(False, latency)
 
     def _second(self, _: object) -> None:
         now = self.kernel.now
