@@ -3,9 +3,11 @@
 The engine itself knows only simulated time (``run_until``); this module paces it against a
 clock, like ``simpy/rt.py`` beside SimPy's core. Each tick runs the engine up to where wall time
 says it should be, in slices of about ``slice_seconds`` of CPU with ``await asyncio.sleep(0)``
-between them, then publishes a snapshot. When the CPU cannot keep up, the debt is dropped at the
-end of the tick (the clock is re-anchored) and :attr:`DriverStatus.achieved` reports the speed
-actually reached, so the viewer stays responsive instead of freezing while the engine catches up.
+between them, then publishes a snapshot. When the CPU cannot keep up, the debt beyond one tick's
+worth is dropped at the end of the tick (the clock is re-anchored with that much still owed), so
+the next tick goes straight on working rather than idling, a stall is never made up in a burst,
+and :attr:`DriverStatus.achieved` reports the speed actually reached; the viewer stays
+responsive between slices.
 
 The clock and the sleep are parameters, so tests can drive the pacing without real time.
 """
@@ -209,12 +211,24 @@ class RealtimeDriver:
             waker.cancel()
 
     async def _advance(self, deadline: float) -> bool:
-        """Run the engine in slices to where the clock says it should be, or until deadline;
-        False if the deadline came first (the debt is dropped then)."""
+        """Run the engine in slices towards where the clock says it should be (a target that
+        moves on with the clock), until it gets there or the deadline comes; False if the
+        deadline came first (the debt beyond one tick's worth is dropped then)."""
         engine = self.engine
         clock = self._clock
-        target = self._sim0 + (clock() - self._wall0) * self._speed
-        while engine.now < target and not self._paused:
+        while not self._paused:
+            target = self._sim0 + (clock() - self._wall0) * self._speed
+            if engine.now >= target:
+                return True
+            if clock() >= deadline:
+                # The CPU cannot keep up. Keep one tick's worth of debt so the next tick works
+                # its whole period instead of catching up at once and then idling a period
+                # away; drop the rest so a stall is not made up in a burst.
+                now = clock()
+                self._behind_until = now + 1.0
+                self._wall0 = now
+                self._sim0 = engine.now + min(target - engine.now, self._speed * self.period)
+                return False
             before = engine.now
             t0 = clock()
             engine.run_until(min(target, before + self._chunk))
@@ -228,9 +242,4 @@ class RealtimeDriver:
                 await self._between()
             else:
                 await self._sleep(0)
-            if clock() >= deadline and engine.now < target:
-                # The CPU cannot keep up: drop the debt so the viewer is not starved.
-                self._behind_until = clock() + 1.0
-                self._rebase()
-                return False
         return True
