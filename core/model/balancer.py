@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,7 +31,8 @@ Emit = Callable[[str, str, str, str, str], None]
 class Attempt:
     """One try of a request on one backend."""
 
-    __slots__ = ("arrived", "backend", "cpu", "done", "handle", "req", "retry", "slack", "start")
+    __slots__ = ("arrived", "backend", "cpu", "done", "handle", "lane", "req", "retry", "slack",
+                 "start")
 
     def __init__(self, req: Request, backend: Backend, start: float, retry: bool) -> None:
         self.req = req
@@ -46,6 +46,8 @@ class Attempt:
         self.handle: Handle | None = None
         self.arrived = start
         """When it reached the container (for the time it waited for a worker)."""
+        self.lane: dict[Attempt, float] | None = None
+        """The deadline lane it waits in, if the balancer has a timeout."""
         self.slack = 0.0
         """Short trips folded into its events (the attempt ran that much early); its answer
         travels that much longer, so the latency is exact."""
@@ -139,10 +141,11 @@ class Balancer:
         """Membership changed since the ring was built (it is rebuilt when next needed)."""
         self.inflight = 0
         self.retries_inflight = 0
-        self._lanes: dict[float, deque[tuple[float, Attempt]]] = {}
-        """Attempt deadlines, one FIFO per timeout value in use: each is in deadline order,
-        so a dispatch appends instead of pushing onto a heap."""
-        self._lane: deque[tuple[float, Attempt]] | None = None
+        self._lanes: dict[float, dict[Attempt, float]] = {}
+        """Unanswered attempts and their deadlines, one lane per timeout value in use: each is
+        in deadline order, so a dispatch appends instead of pushing onto a heap, and an answered
+        attempt leaves at once (nothing answered is kept alive)."""
+        self._lane: dict[Attempt, float] | None = None
         self._lane_timeout = -1.0
         self._timer: Handle | None = None
         # counters
@@ -274,10 +277,11 @@ class Balancer:
             if timeout != self._lane_timeout or lane is None:
                 lane = self._lanes.get(timeout)
                 if lane is None:
-                    lane = self._lanes[timeout] = deque()
+                    lane = self._lanes[timeout] = {}
                 self._lane = lane
                 self._lane_timeout = timeout
-            lane.append((deadline, att))
+            lane[att] = deadline
+            att.lane = lane
             timer = self._timer
             if timer is None or deadline < timer[0]:
                 self.kernel.cancel(timer)
@@ -300,22 +304,22 @@ class Balancer:
         lanes = 0
         for timeout, lane in list(self._lanes.items()):
             before = len(expired)
-            while lane and (lane[0][1].done or lane[0][0] <= now):
-                entry = lane.popleft()
-                if not entry[1].done:
-                    entry[1].slack = 0.0  # given up on by the balancer's own clock
-                    expired.append(entry)
+            for att, deadline in lane.items():
+                if deadline > now:
+                    break
+                expired.append((deadline, att))
             lanes += len(expired) > before
-            if not lane and lane is not self._lane:
-                del self._lanes[timeout]
+            if len(lane) == len(expired) - before and lane is not self._lane:
+                del self._lanes[timeout]  # an old timeout's lane, emptied
         if lanes > 1:  # deadline order across lanes, as one heap would give (stable sort)
             expired.sort(key=lambda e: e[0])
         for _, att in expired:
             if not att.done:
+                att.slack = 0.0  # given up on by the balancer's own clock
                 self.timeouts += 1
                 self.respond(att, False, "timeout")
         if self._timer is None:
-            heads = [lane[0][0] for lane in self._lanes.values() if lane]
+            heads = [next(iter(lane.values())) for lane in self._lanes.values() if lane]
             if heads:
                 self._timer = self.kernel.call_at(min(heads), self._expire)
 
@@ -324,6 +328,8 @@ class Balancer:
         if att.done:
             return
         att.done = True
+        if att.lane is not None:
+            del att.lane[att]
         b = att.backend
         b.active -= 1
         self.inflight -= 1

@@ -284,8 +284,9 @@ class DatabaseTier(Replication):
         self._wid = 0
         self._rr = 0
         self._semi_timer: Handle | None = None
-        self._deadlines: deque[tuple[float, Op]] = deque()
-        """Statement deadlines in order (the timeout is fixed, so they arrive sorted)."""
+        self._open: dict[Op, float] = {}
+        """Unanswered queries and their statement deadlines, in deadline order (the timeout is
+        fixed); an answered query leaves at once, so nothing answered is kept alive."""
         self._deadline_timer: Handle | None = None
         self.timeouts = 0
         self.epoch = 0
@@ -324,7 +325,7 @@ class DatabaseTier(Replication):
         op = Op(att, write, done, node)
         timeout = self.cfg.timeout
         if timeout > 0:
-            self._deadlines.append((now + timeout, op))
+            self._open[op] = now + timeout
             if self._deadline_timer is None:
                 self._deadline_timer = self.kernel.call_at(now + timeout, self._expire)
         delay = self.app_link.delay(now)
@@ -335,21 +336,25 @@ class DatabaseTier(Replication):
         return None
 
     def _expire(self, _: object) -> None:
-        """The application's statement timeout: answered ops leave whatever their deadline."""
+        """The application's statement timeout."""
         self._deadline_timer = None
         now = self.kernel.now
-        pending = self._deadlines
-        while pending and (pending[0][1].answered or pending[0][0] <= now):
-            op = pending.popleft()[1]
-            if not op.answered:
-                self.timeouts += 1
-                self._deliver(op, False, "db_timeout")
-        if pending:
-            self._deadline_timer = self.kernel.call_at(pending[0][0], self._expire)
+        late = []
+        for op, deadline in self._open.items():
+            if deadline > now:
+                break
+            late.append(op)
+        for op in late:
+            self.timeouts += 1
+            self._deliver(op, False, "db_timeout")
+        if self._open:
+            self._deadline_timer = self.kernel.call_at(next(iter(self._open.values())),
+                                                       self._expire)
 
     def _deliver(self, op: Op, ok: bool, cause: str) -> None:
         if not op.answered:
             op.answered = True
+            self._open.pop(op, None)
             op.done(op.att, ok, cause)
 
     def app_reachable(self, n: DbNode) -> bool:
@@ -496,6 +501,7 @@ class DatabaseTier(Replication):
             if back <= FOLD_LIMIT:
                 op.att.slack += back
                 op.answered = True
+                self._open.pop(op, None)
                 op.done(op.att, ok, cause)
             else:
                 self.kernel.call_later(back, self._answered, (op, ok, cause))
