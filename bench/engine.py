@@ -8,12 +8,16 @@ something on any machine:
   the kernel's M/M/4 customer rate from the first line.
 * ``storage``: ``default`` with every database node's rows in SQLite (aiosqlite, in memory)
   against the same run without storage; storage on should keep at least half the throughput.
+* ``load``: CPU per request of ``default`` scaled to 1x, 4x and 16x its traffic (with 1x, 4x,
+  16x the fleet): the cost per request should stay flat (within 15%).
+* ``build``: building the world at 16 and 256 containers (linear: 256 costs ~16x 16).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -144,7 +148,7 @@ def bench_default(baseline_rate: float) -> None:
     print(
         f"default: {simulated:.0f} s simulated, {requests:,} requests in {wall:.2f} s wall "
         f"= {rate:,.0f} simulated requests/s (target >= 25,000); "
-        f"ratio vs mm4 kernel customers/s: {rate / baseline_rate:.2f}",
+        f"ratio vs mm4 kernel customers/s: {rate / baseline_rate:.3f} (target >= 0.13)",
         flush=True,
     )
 
@@ -190,9 +194,70 @@ def bench_storage() -> None:
     )
 
 
+def _scaled(k: int, containers: int | None = None) -> Any:
+    """``default`` with k x its traffic and fleet (or ``containers`` at 1x traffic)."""
+    from stackyard.core.scenario import load_builtin, scenario_from_dict, scenario_to_dict
+
+    data = scenario_to_dict(load_builtin("default"))
+    n = containers if containers is not None else 4 * k
+    for region in data["traffic"]["regions"].values():
+        region["rate"] *= k
+    data["app"]["hosts"]["count"] = max(4, math.ceil(n / 16))
+    data["app"]["vm"]["initial"] = math.ceil(n / 4)
+    data["app"]["vm"]["max"] = max(16, math.ceil(n / 4) + 4)
+    data["app"]["autoscaler"].update(initial=n, min=n, max=max(40, 2 * n))
+    data["faults"] = []
+    return scenario_from_dict(data, f"default x{k}")
+
+
+def bench_load() -> None:
+    """Print the per-request cost of ``default`` at 1x, 4x and 16x load (CPU time)."""
+    from stackyard.core.engine import Engine
+
+    costs = {}
+    for k in (1, 4, 16):
+        sc = _scaled(k)
+        best = math.inf
+        for _ in range(2):
+            eng = Engine(sc)
+            eng.run_for(30.0)  # warm up
+            a0 = eng.world.arrived
+            t0 = time.process_time()
+            eng.run_for(400.0 / k)  # about the same number of requests at every load
+            spent = time.process_time() - t0
+            best = min(best, spent / (eng.world.arrived - a0))
+        costs[k] = best
+    spread = max(costs.values()) / min(costs.values())
+    print("load: CPU per request of default at " + ", ".join(
+        f"{k}x {c * 1e6:.1f} us" for k, c in costs.items())
+        + f"; 16x/1x {costs[16] / costs[1]:.2f}, max/min {spread:.2f} (target <= 1.15)",
+        flush=True)
+
+
+def bench_build() -> None:
+    """Print world build times at 16 and 256 containers."""
+    from stackyard.core.engine import Engine
+
+    times = {}
+    for n in (16, 256):
+        sc = _scaled(1, containers=n)
+        best = math.inf
+        for _ in range(3):
+            t0 = time.process_time()
+            eng = Engine(sc)
+            best = min(best, time.process_time() - t0)
+        assert len(eng.world.cluster.containers) == n
+        times[n] = best
+    print(f"build: world of 16 containers {times[16] * 1e3:.1f} ms, 256 containers "
+          f"{times[256] * 1e3:.1f} ms; ratio {times[256] / times[16]:.1f} for 16x the "
+          "containers (linear: ~16)", flush=True)
+
+
 def main() -> None:
     baseline = bench_mm4()
     bench_default(baseline)
+    bench_load()
+    bench_build()
     bench_storage()
 
 

@@ -8,12 +8,18 @@
 * ``terminal``: if tmux is installed, the real ``stackyard`` binary in a 100x30 tmux pane for
   10 s, CPU of its process from /proc (what an SSH user's machine pays, output encoding
   included).
+* ``100x``: the app on ``default`` (with storage) asked for 100x: under ``run_test()``, the
+  simulated seconds per wall second over 10 s after a warm-up and the driver's reported achieved
+  speed; and, with tmux, the real binary at ``--speed 100`` in a 160x40 pane, the achieved speed
+  its header shows (target: at least 95x on an otherwise idle machine, against the CPU of one
+  core).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -36,11 +42,61 @@ WALL = 10.0
 KEYS = 20
 
 
-def _session(publish_hz: float = 4.0) -> LocalSession:
+def _session(publish_hz: float = 4.0, speed: float = 1.0) -> LocalSession:
     engine = Engine(resolve("default"))
     storage = Storage(engine.db_nodes())
     engine.attach_storage(storage)
-    return LocalSession(engine, speed=1.0, publish_hz=publish_hz, storage=storage)
+    return LocalSession(engine, speed=speed, publish_hz=publish_hz, storage=storage)
+
+
+async def app_at_100x() -> tuple[float, float, float, float]:
+    """(simulated s per wall s, the driver's achieved, process CPU % of one core, simulated s
+    per CPU s) of the app on ``default`` asked for 100x, over WALL seconds after 3 s of
+    warm-up. The last is what a free core would give, when the machine is not idle."""
+    session = _session(speed=100.0)
+    app = StackyardApp(session, theme_dir=Path(tempfile.mkdtemp()) / "none")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await asyncio.sleep(3.0)
+        engine: Any = session.engine
+        sim0, wall0, cpu0 = engine.now, time.perf_counter(), time.process_time()
+        await asyncio.sleep(WALL)
+        wall = time.perf_counter() - wall0
+        sim = engine.now - sim0
+        cpu = time.process_time() - cpu0
+        achieved = session.status.achieved
+    return sim / wall, achieved, 100.0 * cpu / wall, sim / cpu if cpu else 0.0
+
+
+def terminal_100x() -> str:
+    """The real binary at --speed 100 in tmux: the achieved speed its header shows."""
+    tmux = shutil.which("tmux")
+    binary = Path(sys.executable).with_name("stackyard")
+    exe = str(binary) if binary.exists() else shutil.which("stackyard")
+    if tmux is None or exe is None:
+        return "100x terminal: skipped (needs tmux and the installed stackyard script)"
+    sock = f"stackyard-bench100-{os.getpid()}"
+    run = [tmux, "-L", sock, "-f", "/dev/null"]
+    try:
+        subprocess.run([*run, "new-session", "-d", "-s", "b", "-x", "160", "-y", "40", exe,
+                        "--speed", "100"], check=True)
+        got: list[float] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(got) < 25:
+            time.sleep(0.5)
+            screen = subprocess.run([*run, "capture-pane", "-p", "-t", "b"],
+                                    capture_output=True, text=True).stdout
+            m = re.search(r"100x \(got ([0-9.]+)x\)", screen)
+            if m and time.monotonic() > deadline - 25:  # after 5 s of warm-up
+                got.append(float(m.group(1)))
+        subprocess.run([*run, "send-keys", "-t", "b", "q"], check=True)
+        if not got:
+            return "100x terminal: the header never showed an achieved speed"
+        return (f"100x terminal: real stackyard at --speed 100 in a 160x40 tmux pane: header "
+                f"shows got {statistics.median(got):.0f}x (median of {len(got)} readings, "
+                f"min {min(got):.0f}x, max {max(got):.0f}x; target >= 95x on an idle machine)")
+    finally:
+        subprocess.run([*run, "kill-server"], capture_output=True)
 
 
 async def baseline_cpu() -> float:
@@ -141,6 +197,12 @@ def main() -> None:
     print(f"latency: fault key -> frame showing it: median {statistics.median(lat_ms):.1f} ms, "
           f"max {lat_ms[-1]:.1f} ms over {len(lat_ms)} keys (target <= 50 ms)")
     print(terminal_cpu())
+    sim_rate, achieved, cpu100, per_cpu = asyncio.run(app_at_100x())
+    print(f"100x: app under run_test() on default asked for 100x: {sim_rate:.1f} simulated s "
+          f"per wall s over {WALL:g} s, driver reports {achieved:.1f}x, process CPU {cpu100:.0f}% "
+          f"of one core, {per_cpu:.0f} simulated s per CPU s (target >= 95x on an idle "
+          "machine)", flush=True)
+    print(terminal_100x(), flush=True)
 
 
 if __name__ == "__main__":
