@@ -122,7 +122,10 @@ class World:
         random = region._random
         u = random()
         endpoint = STATIC if u < region.p_static else READ if u < region.p_read else WRITE
-        key = bisect_left(region.zipf.cdf, random())
+        u = random()
+        zipf = region.zipf
+        j = int(u * zipf.slots)  # Zipf.rank, inline: a bisection within the guide's range
+        key = bisect_left(zipf.cdf, u, zipf.guide[j], zipf.guide[j + 1] + 1)
         client = int(random() * region.clients)
         self._rid += 1
         req = Request(self._rid, now, region, endpoint, key, client)
