@@ -14,16 +14,20 @@ from stackyard.core.scenario import resolve
 
 
 class WorkClock:
-    """Wall time = time slept + ``cost`` seconds per kernel event run: a CPU that needs
-    ``cost`` per event, and nothing else."""
+    """Wall time = time slept + ``cost`` seconds per kernel event run + ``tick`` per reading:
+    a CPU that needs ``cost`` per event and a little for everything else."""
 
-    def __init__(self, engine: Engine, cost: float) -> None:
+    def __init__(self, engine: Engine, cost: float, tick: float = 1e-6) -> None:
         self.engine = engine
         self.cost = cost
+        self.tick = tick
+        self.readings = 0
         self.slept = 0.0
 
     def __call__(self) -> float:
-        return 1000.0 + self.slept + self.engine.kernel.events_run * self.cost
+        self.readings += 1
+        return (1000.0 + self.slept + self.engine.kernel.events_run * self.cost
+                + self.readings * self.tick)
 
     async def sleep(self, seconds: float) -> None:
         self.slept += max(0.0, seconds)
@@ -70,3 +74,11 @@ async def test_a_cpu_with_room_keeps_the_speed_and_idles_the_rest() -> None:
     assert overall == pytest.approx(100.0, rel=0.03)
     assert achieved == pytest.approx(100.0, rel=0.05)
     assert idle == pytest.approx(1.0 - 100.0 / 150.0, abs=0.05)
+
+
+@pytest.mark.parametrize("speed", [1.0, 10.0])
+async def test_a_driver_that_keeps_up_sleeps_between_ticks(speed: float) -> None:
+    achieved, overall, idle = await drive(speed, 150.0, ticks=20)
+    assert overall == pytest.approx(speed, rel=0.03)
+    assert achieved == pytest.approx(speed, rel=0.05)
+    assert idle > 1.0 - 1.5 * speed / 150.0, "it does not chase the clock between ticks"
