@@ -221,10 +221,3 @@ class Region:
                 self.on_arrival(self)
             return
         self.on_arrival(self)
-
-    def draw(self) -> tuple[int, int, int]:
-        """(endpoint, key, client) of a new request."""
-        rng = self.rng
-        u = rng.random()
-        endpoint = STATIC if u < self.p_static else READ if u < self.p_read else WRITE
-        return endpoint, self.zipf.draw(rng), int(rng.random() * self.clients)

@@ -118,7 +118,7 @@ class World:
     def arrive(self, region: Region) -> None:
         kernel = self.kernel
         now = kernel.now
-        # region.draw(), inline: endpoint, Zipf key, client
+        # the request's endpoint (by the mix), key (Zipf) and client, from the region's stream
         random = region._random
         u = random()
         endpoint = STATIC if u < region.p_static else READ if u < region.p_read else WRITE
