@@ -237,8 +237,9 @@ class Replication:
             return
         last = record(b, n)
         if last is None or not self.can_replay(r):
-            self._reclone(r, f"the log it had not applied yet is gone (database.wal_keep = "
-                             f"{self.cfg.wal_keep} records)")
+            # stuck before a gap; the housekeeping re-clones it on its next pass (looking at a
+            # node must not change the model, or when snapshots are taken would)
+            r.applying = False
             return
         if self.sink is not None:
             for w in records(r.branch, r._applied, n):
@@ -293,8 +294,9 @@ class Replication:
         for n in self.nodes.values():
             if n.applying:
                 self.sync_apply(n)
-            elif n._applied < n.end and not n._state and n._up and not self.can_replay(n):
-                self._reclone(n, "the log it has not applied yet is gone")
+            if n._applied < n.end and not n._state and n._up and not self.can_replay(n):
+                self._reclone(n, f"the log it had not applied yet is gone (database.wal_keep "
+                                 f"= {self.cfg.wal_keep} records)")
         self.retain()
 
     def retain(self) -> None:
