@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
-from stackyard.core.config import Scenario, ScenarioError
+from stackyard.cli.summary import format_summary, seconds
+from stackyard.core.config import ScenarioError
+from stackyard.core.engine import Engine
+from stackyard.core.protocol import RunSummary
+from stackyard.core.run import Run, StorageError, open_run
 from stackyard.core.scenario import builtin_description, builtin_names, parse_duration, resolve
-from stackyard.core.storage import Storage, StorageError, check
 
 PROG = "stackyard"
 USAGE_ERROR = 2
@@ -125,23 +127,11 @@ def _tui_parser() -> _Parser:
 # --- commands -----------------------------------------------------------------------------
 
 
-def _engine_class() -> Any | None:
-    """The engine class, or None while core.engine is not available."""
-    try:
-        from stackyard.core.engine import Engine
-    except ImportError:
-        return None
-    return Engine
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
-    engine = _engine_class()
     failed = False
     for name in args.files:
         try:
-            scenario = resolve(name)
-            if engine is not None:
-                engine(scenario)
+            Engine(resolve(name))
         except ScenarioError as exc:
             failed = True
             for line in ScenarioError(exc.problems, name).lines():
@@ -160,74 +150,44 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    scenario = resolve(args.scenario)
-    engine_class = _engine_class()
-    if engine_class is None:
-        print(f"{PROG}: the engine (core.engine) is not available", file=sys.stderr)
-        return INTERNAL_ERROR
-    duration = args.duration if args.duration is not None else scenario.run.duration
-    eng = engine_class(scenario, seed=args.seed)
-    bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
-    problems: list[str] = []
+    stored = args.check or args.data_dir is not None
     try:
-        if args.check or args.data_dir is not None:
-            if not eng.db_nodes():
-                raise UsageError("--check and --data-dir need a scenario with a database tier")
-            summary = asyncio.run(_run_with_storage(eng, duration, args, bar, problems))
-        else:
-            eng.run_for(duration, progress=bar)
-            summary = eng.summary()
+        run = open_run(args.scenario, seed=args.seed, storage=stored, data_dir=args.data_dir,
+                       overwrite=args.overwrite)
+    except StorageError:
+        raise UsageError("--check and --data-dir need a scenario with a database tier") from None
+    duration = args.duration if args.duration is not None else run.scenario.run.duration
+    bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
+    try:
+        summary = asyncio.run(_headless(run, duration, bar, args.check))
     except StorageError as exc:
         raise UsageError(str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print(summary.to_json().decode())
     else:
-        print(format_summary(summary, scenario))
-    for line in problems:
+        print(format_summary(summary))
+    for line in run.problems:
         print(f"{PROG}: consistency: {line}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if run.problems else 0
 
 
-async def _run_with_storage(
-    eng: Any,
-    duration: float,
-    args: argparse.Namespace,
-    bar: Callable[[float], None] | None,
-    problems: list[str],
-) -> dict[str, Any]:
-    """Run with every database node's data in SQLite; with --check, compare it with the model."""
-    storage = Storage(eng.db_nodes(), args.data_dir)
-    await storage.open(overwrite=args.overwrite)
-    try:
-        eng.attach_storage(storage)
-        storage.start()
-        await eng.run_async(duration, storage, progress=bar)
-        summary: dict[str, Any] = eng.summary()
-        summary["storage"] = {
-            "rows_written": storage.rows_written,
-            "batches": storage.batches,
-            "backpressure_waits": storage.backpressure_waits,
-            "peak_queue": storage.peak_pending,
-            "data_dir": str(args.data_dir) if args.data_dir is not None else None,
-        }
-        if args.check:
-            problems.extend(await check(eng.world.db, storage))
-            summary["consistency"] = {"ok": not problems, "problems": list(problems)}
-    finally:
-        await storage.close()
-    return summary
+async def _headless(run: Run, duration: float, bar: Callable[[float], None] | None,
+                    check: bool) -> RunSummary:
+    """Run ``duration`` simulated seconds as fast as possible; with ``check``, compare every
+    node's rows in SQLite with the model."""
+    async with run:
+        await run.advance(duration, progress=bar)
+        if check:
+            await run.check()
+        return run.summary()
 
 
 def _cmd_tui(argv: list[str]) -> int:
     args = _tui_parser().parse_args(argv)
     scenario = resolve(args.scenario)
-    engine_class = _engine_class()
-    if engine_class is None:
-        print(f"{PROG}: the engine (core.engine) is not available", file=sys.stderr)
-        return INTERNAL_ERROR
     if args.theme is not None:
         _check_theme(args.theme)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -235,25 +195,10 @@ def _cmd_tui(argv: list[str]) -> int:
             f"the TUI needs a terminal (stdin and stdout are not both a TTY); "
             f"try '{PROG} run {args.scenario}' for a headless run"
         )
-    from stackyard.core.session import LocalSession
     from stackyard.tui.app import run_app
 
-    engine = engine_class(scenario, seed=args.seed)
-    storage = None
-    if hasattr(engine, "db_nodes") and engine.db_nodes():
-        from stackyard.core.storage import Storage
-
-        storage = Storage(engine.db_nodes())
-        engine.attach_storage(storage)
-    session = LocalSession(engine, speed=args.speed, publish_hz=_publish_hz(scenario),
-                           storage=storage)
-    return run_app(session, theme=args.theme)
-
-
-def _publish_hz(scenario: Scenario) -> float:
-    """Snapshots per wall second: the scenario's interval, kept within 4-10 Hz."""
-    interval = scenario.run.snapshot_interval
-    return min(10.0, max(4.0, 1.0 / interval if interval > 0 else 5.0))
+    run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled)
+    return run_app(run.session(speed=args.speed), theme=args.theme)
 
 
 def _check_theme(name: str) -> None:
@@ -285,174 +230,14 @@ class _ProgressBar:
         self.shown = percent
         filled = percent * self.WIDTH // 100
         bar = "#" * filled + "-" * (self.WIDTH - filled)
-        sim = _seconds(self.duration * percent / 100)
-        self.stream.write(f"\r[{bar}] {percent:3d}%  {sim} / {_seconds(self.duration)} simulated")
+        sim = seconds(self.duration * percent / 100)
+        self.stream.write(f"\r[{bar}] {percent:3d}%  {sim} / {seconds(self.duration)} simulated")
         self.stream.flush()
 
     def close(self) -> None:
         if self.shown >= 0:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
-
-
-# --- summary ------------------------------------------------------------------------------
-
-
-def _seconds(x: float) -> str:
-    if x >= 3600:
-        return f"{int(x // 3600)}h{int(x % 3600 // 60):02d}m"
-    if x >= 60:
-        return f"{int(x // 60)}m{int(x % 60):02d}s"
-    return f"{x:.1f}s"
-
-
-def _num(d: Any, key: str) -> float | None:
-    value = d.get(key) if isinstance(d, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _fmt(value: float | None, fmt: Callable[[float], str]) -> str:
-    return "-" if value is None else fmt(value)
-
-
-def _ms(x: float) -> str:
-    return f"{x * 1000:.1f} ms"
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.2f}%"
-
-
-def _count(x: float) -> str:
-    return f"{int(x)}"
-
-
-def _section(summary: dict[str, Any], key: str) -> dict[str, Any]:
-    value = summary.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def format_summary(summary: dict[str, Any], scenario: Scenario | None = None) -> str:
-    """A readable multi-line summary of ``Engine.summary()``; tolerant of missing keys."""
-    name = summary.get("scenario") or (scenario.run.name if scenario else "?")
-    req, lat = _section(summary, "requests"), _section(summary, "latency")
-    cdn, scaler = _section(summary, "cdn"), _section(summary, "autoscaler")
-    lb, slo = _section(summary, "balancer"), _section(summary, "slo")
-    rows = [
-        ("scenario", f"{name} (seed {summary.get('seed', '?')})"),
-        ("simulated", _fmt(_num(summary, "duration"), _seconds)),
-        (
-            "requests",
-            f"{_fmt(_num(req, 'arrived'), _count)} arrived, "
-            f"{_fmt(_num(req, 'completed'), _count)} completed, "
-            f"{_fmt(_num(req, 'failed'), _count)} failed, "
-            f"{_fmt(_num(req, 'in_flight'), _count)} in flight "
-            f"({_fmt(_num(summary, 'rps'), lambda x: f'{x:.1f}')} rps)",
-        ),
-        (
-            "latency",
-            "  ".join(f"{k} {_fmt(_num(lat, k), _ms)}" for k in ("mean", "p50", "p95", "p99")),
-        ),
-        ("errors", _errors(summary)),
-    ]
-    if cdn:
-        rows.append(
-            (
-                "cdn",
-                f"hit ratio {_fmt(_num(cdn, 'hit_ratio'), _pct)} "
-                f"({_fmt(_num(cdn, 'hits'), _count)} hits, "
-                f"{_fmt(_num(cdn, 'misses'), _count)} misses, "
-                f"{_fmt(_num(cdn, 'collapsed'), _count)} collapsed, "
-                f"{_fmt(_num(cdn, 'origin_fetches'), _count)} origin fetches)",
-            )
-        )
-    if scaler:
-        rows.append(
-            (
-                "autoscaler",
-                f"{_fmt(_num(scaler, 'actions'), _count)} actions "
-                f"({_fmt(_num(scaler, 'scale_ups'), _count)} up, "
-                f"{_fmt(_num(scaler, 'scale_downs'), _count)} down); "
-                f"replicas {_fmt(_num(scaler, 'replicas'), _count)} "
-                f"(max {_fmt(_num(scaler, 'max_replicas'), _count)})",
-            )
-        )
-    if lb:
-        rows.append(
-            (
-                "balancer",
-                f"{lb.get('algorithm', '?')}; "
-                f"{_fmt(_num(lb, 'ejections'), _count)} ejections, "
-                f"{_fmt(_num(lb, 'health_changes'), _count)} health changes, "
-                f"{_fmt(_num(lb, 'retries'), _count)} retries",
-            )
-        )
-    if slo:
-        rows.append(
-            (
-                "slo",
-                f"target {_fmt(_num(slo, 'target'), _pct)}, "
-                f"good {_fmt(_num(slo, 'good_ratio'), _pct)}, "
-                f"error budget left {_fmt(_num(slo, 'budget_remaining'), _pct)}",
-            )
-        )
-    db = _section(summary, "database")
-    if db.get("enabled"):
-        rows.append(
-            (
-                "database",
-                f"{db.get('mode', '?')}, leader {db.get('leader', '?')}; "
-                f"{_fmt(_num(db, 'failovers'), _count)} failovers, "
-                f"{_fmt(_num(db, 'lost_writes'), _count)} lost writes, "
-                f"{_fmt(_num(db, 'conflicts'), _count)} conflicts, "
-                f"{_fmt(_num(db, 'rewound'), _count)} rewound, "
-                f"{_fmt(_num(db, 'stale_reads'), _count)} stale reads, "
-                f"{_fmt(_num(db, 'backups'), _count)} backups",
-            )
-        )
-        restore = db.get("last_restore")
-        if isinstance(restore, dict) and restore:
-            rows.append(
-                (
-                    "restore",
-                    f"to {_fmt(_num(restore, 'recovery_point'), _seconds)}: "
-                    f"RTO {_fmt(_num(restore, 'rto'), _seconds)}, "
-                    f"RPO {_fmt(_num(restore, 'rpo'), _seconds)}, "
-                    f"{_fmt(_num(restore, 'restored'), _count)} writes kept, "
-                    f"{_fmt(_num(restore, 'discarded'), _count)} dropped",
-                )
-            )
-    storage = _section(summary, "storage")
-    if storage:
-        where = storage.get("data_dir") or "memory"
-        rows.append(
-            (
-                "storage",
-                f"{_fmt(_num(storage, 'rows_written'), _count)} rows in SQLite ({where}), "
-                f"{_fmt(_num(storage, 'backpressure_waits'), _count)} back-pressure waits",
-            )
-        )
-    consistency = _section(summary, "consistency")
-    if consistency:
-        ok = consistency.get("ok")
-        rows.append(("consistency", "every node's rows match the model" if ok else "MISMATCH"))
-    faults = summary.get("faults")
-    if isinstance(faults, list):
-        rows.append(("faults", "; ".join(str(f) for f in faults) if faults else "none"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def _errors(summary: dict[str, Any]) -> str:
-    text = f"{_fmt(_num(summary, 'error_rate'), _pct)} of requests"
-    causes = _section(summary, "errors")
-    counted = [(str(k), v) for k, v in causes.items() if isinstance(v, int | float) and v]
-    if counted:
-        counted.sort(key=lambda kv: (-kv[1], kv[0]))
-        text += " (" + ", ".join(f"{k} {int(v)}" for k, v in counted) + ")"
-    return text
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -15,11 +15,12 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
+
+from stackyard.core.protocol import Cell, QueryResult
 
 if TYPE_CHECKING:
     from stackyard.core.model.database import DatabaseTier, Write
@@ -62,14 +63,13 @@ class QueryError(StorageError):
     """A console query that was refused or failed; the message is one line."""
 
 
-@dataclass(frozen=True)
-class QueryResult:
-    node: str
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
-    """More rows existed than the row limit."""
-    elapsed: float
+def _cell(value: object) -> Cell:
+    """A result value as a record holds it: blobs as hex text, anything odd as text."""
+    if value is None or isinstance(value, int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "x'" + bytes(value).hex() + "'"
+    return str(value)
 
 
 class Storage:
@@ -280,8 +280,10 @@ class Storage:
             finally:
                 await conn.set_authorizer(None)
                 await conn.set_progress_handler(None, 0)  # type: ignore[arg-type]
-        return QueryResult(node, columns, [tuple(r) for r in fetched[:max_rows]],
-                           len(fetched) > max_rows, time.monotonic() - started)
+        return QueryResult(node=node, columns=columns,
+                           rows=tuple(tuple(_cell(v) for v in r) for r in fetched[:max_rows]),
+                           truncated=len(fetched) > max_rows,
+                           elapsed=time.monotonic() - started)
 
     async def close(self) -> None:
         if self._writer is not None:

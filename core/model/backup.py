@@ -9,15 +9,13 @@ measured and reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from stackyard.core.config import BackupConfig
 from stackyard.core.kernel import Kernel
+from stackyard.core.model.events import Emit
 
 from .database import DatabaseTier, Write
-
-Emit = Callable[[str, str, str, str, str], None]
 
 
 class Backups:
@@ -62,7 +60,8 @@ class Backups:
         self.kernel.call_later(self.cfg.interval, self._backup_tick)
         self.take()
 
-    def take(self) -> bool:
+    def take(self, manual: bool = False) -> bool:
+        """Take a full base backup now (``manual``: asked for by the user, not the schedule)."""
         leader = self.tier.leader_node()
         if not leader.up or leader.role != "primary" or self.tier.restoring:
             self.emit("warning", "backup", "backup_skipped", "base backup skipped",
@@ -70,8 +69,9 @@ class Backups:
             return False
         self.ship()
         self.base.append((self.kernel.now, len(leader.log)))
+        why = ("taken on request" if manual else f"scheduled every {self.cfg.interval:g} s")
         self.emit("info", leader.id, "backup", f"base backup at LSN {len(leader.log)}",
-                  f"scheduled every {self.cfg.interval:g} s; the archive covers the rest")
+                  f"{why}; the archive covers the rest")
         return True
 
     def restore(self, target: float | None) -> dict[str, Any]:

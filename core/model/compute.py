@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stackyard.core.config import AppConfig
 from stackyard.core.kernel import Handle, Kernel
 from stackyard.core.metrics import Meter, Series
+from stackyard.core.model.events import Emit
 
 from .traffic import STATIC, WRITE
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from .balancer import Attempt, Balancer
     from .database import Database
 
-Emit = Callable[[str, str, str, str, str], None]
 
 PENDING = "pending"
 STARTING = "starting"
@@ -349,6 +348,36 @@ class Container:
         self.kernel.cancel(self._leak_timer)
         self._timer = self._leak_timer = None
         self.state = TERMINATED
+
+    def start_crash_loop(self, after: float) -> None:
+        """A bad release: the process exits ``after`` seconds after each start, from now on."""
+        self.crash_loop = True
+        self.crash_after = after
+        self.crash("crash", "a bad release: the process exits right after start")
+
+    def stop_crash_loop(self) -> None:
+        self.crash_loop = False
+
+    def stop_leak(self) -> None:
+        """The leak is fixed: memory stops growing and what leaked is freed."""
+        self.set_leak(0.0)
+        self.leaked = 0.0
+
+    def hog_cpu(self, cores: float) -> None:
+        """A runaway thread burns ``cores`` while the process runs (and after each restart)."""
+        self.hog_fault = cores
+        self.set_hog(cores if self.state in (RUNNING, DRAINING) else 0.0)
+
+    def stop_hog(self) -> None:
+        self.hog_fault = 0.0
+        self.set_hog(0.0)
+
+    def cut_off(self) -> None:
+        """Nothing reaches it over the network (its process keeps running)."""
+        self.partitioned = True
+
+    def reconnect(self) -> None:
+        self.partitioned = False
 
     def set_leak(self, mb_per_s: float) -> None:
         self.leak_rate = mb_per_s

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Protocol
 from stackyard.core.config import DatabaseConfig
 from stackyard.core.kernel import Handle, Kernel
 from stackyard.core.metrics import Meter
+from stackyard.core.model.events import Emit
 
 if TYPE_CHECKING:
     from .balancer import Attempt
     from .network import Link
 
 DbCallback = Callable[["Attempt", bool, str], None]
-Emit = Callable[[str, str, str, str, str], None]
 
 QUEUE_LIMIT = 1000
 """Queries waiting for a connection on one node before it refuses more."""
@@ -129,6 +129,18 @@ class DbNode:
         self.stale_reads = 0
         self.ops = Meter()
         """Queries answered per second (sampled)."""
+
+    def throttle(self, rate: float) -> None:
+        """Apply the log at ``rate`` records per second (the tier's kick_apply resumes it)."""
+        self.apply_rate = max(rate, 0.1)
+
+    def set_disk(self, factor: float) -> None:
+        """Reads and fsyncs take ``factor`` times longer (1 = a healthy disk)."""
+        self.disk = max(factor, 1.0)
+
+    def set_skew(self, seconds: float) -> None:
+        """Its clock runs ``seconds`` behind the true time."""
+        self.skew = seconds
 
     def label(self) -> str:
         if not self.up:

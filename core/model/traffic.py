@@ -130,6 +130,11 @@ class Region:
     def current_rate(self) -> float:
         return self.cfg.rate * pattern_factor(self.cfg.pattern, self.kernel.now) * self.multiplier
 
+    def scale(self, factor: float) -> None:
+        """Multiply its arrival rate by ``factor`` from now on (a spike; 1/factor undoes it)."""
+        self.multiplier *= factor
+        self.reschedule()
+
     def reschedule(self) -> None:
         """Re-read the rate now; redraw the next arrival if it changed."""
         rate = self.current_rate()

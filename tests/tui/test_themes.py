@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -120,3 +122,23 @@ def test_wheel_ships_themes_scenarios_and_styles(tmp_path: Path) -> None:
     # Exactly one top-level import package: nothing named core, tui or themes at the top.
     tops = {name.split("/", 1)[0] for name in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"stackyard"}, tops
+    # Installed on its own, the wheel gives `stackyard` and nothing named core, tui or themes.
+    target = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+         str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    probe = ("import importlib.util, sys\n"
+             "sys.path = [p for p in sys.path if p not in ('', '.')]\n"
+             "import stackyard.core.run, stackyard.tui.app, stackyard.themes\n"
+             "assert stackyard.core.run.__file__.startswith(sys.argv[1]), "
+             "stackyard.core.run.__file__\n"
+             "for name in ('core', 'tui', 'themes', 'cli'):\n"
+             "    assert importlib.util.find_spec(name) is None, name\n")
+    # -S: no site processing, so no editable install's finder; the dependencies come from the
+    # site-packages directory put on the path by hand.
+    site = sysconfig.get_paths()["purelib"]
+    done = subprocess.run([sys.executable, "-S", "-c", probe, str(target)], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path,
+                          env={"PYTHONPATH": f"{target}{os.pathsep}{site}"})
+    assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from stackyard.core.protocol import NodeState, Snapshot
+from stackyard.core.protocol import AnyNode, Snapshot
 from stackyard.tui.widgets.event_log import EventLog
 from stackyard.tui.widgets.header import KpiHeader
 from stackyard.tui.widgets.tier_pane import TierPane
@@ -85,17 +85,16 @@ class MainScreen(Screen[None]):
         self._last_seq = snap.seq
         faulted: dict[str, int] = {}
         for f in snap.faults:
-            target = str(f.get("target", ""))
-            if target:
-                faulted[target] = faulted.get(target, 0) + 1
+            if f.target:
+                faulted[f.target] = faulted.get(f.target, 0) + 1
         for tier, _, pane_id in TIERS:
             nodes = [n for n in snap.nodes if n.tier == tier]
-            self.query_one(f"#{pane_id}", TierPane).update_nodes(nodes, snap.info, faulted)
+            self.query_one(f"#{pane_id}", TierPane).update_nodes(nodes, snap, faulted)
         self.query_one(EventLog).catch_up()
         self.query_one(Trends).show(snap)
 
     @property
-    def node(self) -> NodeState | None:
+    def node(self) -> AnyNode | None:
         """The selected node of the focused pane (or of the last focused one)."""
         focused = self.focused
         if isinstance(focused, TierPane):
