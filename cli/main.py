@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from stackyard.cli.summary import format_summary, seconds
+from stackyard.cli.summary import format_catalogue, format_summary, seconds
 from stackyard.core.config import ScenarioError
 from stackyard.core.engine import Engine
-from stackyard.core.protocol import RunSummary
+from stackyard.core.protocol import RunSummary, encode
 from stackyard.core.run import Run, StorageError, open_run
 from stackyard.core.scenario import builtin_description, builtin_names, parse_duration, resolve
 
@@ -102,10 +102,15 @@ def _command_parser() -> _Parser:
 
     scenarios = sub.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(handler=_cmd_scenarios)
+
+    catalogue = sub.add_parser("catalogue", help="list every command a run accepts, with its "
+                               "parameters' bounds and keys")
+    catalogue.add_argument("--json", action="store_true", help="print it as a JSON array")
+    catalogue.set_defaults(handler=_cmd_catalogue)
     return parser
 
 
-COMMANDS = ("run", "validate", "scenarios")
+COMMANDS = ("run", "validate", "scenarios", "catalogue")
 """First arguments that select a subcommand; anything else opens the TUI."""
 
 
@@ -146,6 +151,16 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     width = max(len(n) for n in names)
     for name in names:
         print(f"{name:<{width}}  {builtin_description(name)}")
+    return 0
+
+
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    from stackyard.core.catalogue import actions
+
+    if args.json:
+        print(encode(actions()).decode())
+    else:
+        print(format_catalogue(actions()))
     return 0
 
 

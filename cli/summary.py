@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stackyard.core.protocol import RunSummary
+from stackyard.core.protocol import ActionInfo, ParamInfo, RunSummary
 
 
 def seconds(x: float) -> str:
@@ -82,3 +82,37 @@ def _errors(s: RunSummary) -> str:
     if counted:
         text += " (" + ", ".join(f"{k} {v}" for k, v in counted) + ")"
     return text
+
+
+def _param(p: ParamInfo) -> str:
+    if p.type == "choice":
+        what = "|".join(p.choices)
+    elif p.type == "bool":
+        what = "true|false"
+    else:
+        lo = "" if p.min is None else f"{p.min:g}"
+        hi = "" if p.max is None else f"{p.max:g}"
+        what = f"{lo}..{hi}" + (f" {p.unit}" if p.unit else "")
+    if p.relative:
+        what += "|toggle" if p.type == "bool" else "|next|previous"
+    default = "" if p.default is None else f"={p.default}"
+    return f"{p.name}{default} ({what})" + (" required" if p.required else "")
+
+
+def format_catalogue(actions: tuple[ActionInfo, ...]) -> str:
+    """One block per command: name, target, keys, description and parameters."""
+    lines: list[str] = []
+    for group in ("fault", "control", "driver"):
+        lines.append(f"{group}s:")
+        for a in actions:
+            if a.group != group:
+                continue
+            target = "/".join(a.targets) or "-"
+            if a.target_optional:
+                target = f"[{target}]"
+            keys = " ".join(k.key for k in a.keys)
+            lines.append(f"  {a.name:<16} {target:<38} {('keys ' + keys) if keys else ''}")
+            lines.append(f"      {a.description}")
+            if a.params:
+                lines.append("      " + "; ".join(_param(p) for p in a.params))
+    return "\n".join(lines)

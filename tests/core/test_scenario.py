@@ -487,3 +487,15 @@ def test_docs_examples_are_valid() -> None:
     assert len(blocks) >= 2
     for block in blocks:
         scenario_from_dict(tomllib.loads(block), "docs/scenarios.md")
+
+
+def test_docs_list_every_fault_kind_with_its_parameters() -> None:
+    from stackyard.core.faults import FAULTS
+
+    text = DOC.read_text(encoding="utf-8")
+    table = text.split("| kind | target")[1]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \|[^|]+\|([^|]*)\|", table, re.M))
+    assert set(rows) == set(FAULTS)
+    for name, action in FAULTS.items():
+        documented = set(re.findall(r"`([a-z_]+)`", rows[name]))
+        assert documented == {p.name for p in action.params if p.name != "duration"}, name
