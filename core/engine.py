@@ -281,7 +281,10 @@ class Engine:
         clear = CATALOGUE[fault.kind].clear
         assert clear is not None
         mark = len(self._pending_events)
-        clear(self.world, fault.target, fault.params, fault)
+        try:
+            clear(self.world, fault.target, fault.params, fault)
+        except FaultError as exc:  # what it changed is gone; there is nothing to restore
+            why = f"{why}; nothing to restore ({exc})"
         self._emit_before(mark, "info", fault.target or "engine", "fault_cleared",
                           f"fault {fault.id} cleared: {fault.kind} on "
                           f"{fault.target or 'everything'}", why)

@@ -198,7 +198,7 @@ def _reachable(w: World, target: str) -> object:
         node = w.find(kind, target)
         if node is not None:
             return node
-    raise FaultError(f"no node or link {target!r} to partition")
+    raise FaultError(f"no node or link {target!r} (any more)")
 
 
 def _partition(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
@@ -210,7 +210,7 @@ def _partition(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
 
 
 def _partition_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
-    w.heal(_reachable(w, target))
+    w.heal(_reachable(w, target))  # FaultError if it is gone (a container scaled in)
 
 
 def _lb_fail(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:

@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 
 from stackyard.core.protocol import AnyNode, Command, Event, Reply, Snapshot
 from stackyard.core.session import Session
 from stackyard.tui import actions
 from stackyard.tui.history import History
 from stackyard.tui.keys import Bound, command_for, groups, node_keys, textual_key
-from stackyard.tui.palette import ActionsProvider
+from stackyard.tui.palette import ActionsProvider, SafePalette
 from stackyard.tui.screens.detail import DetailScreen
 from stackyard.tui.screens.help import HelpScreen
 from stackyard.tui.screens.main import MainScreen
@@ -97,6 +99,21 @@ class StackyardApp(App[int]):
         self.cycle = [t.name for t in builtins] + found.names()
         """The themes ``t`` steps through: the built-ins, then the user's."""
         self.theme = resolve_name(theme, list(self.available_themes)) if theme else DEFAULT
+
+    def action_command_palette(self) -> None:
+        """Open the palette, once: a second ctrl+p in the same burst must not push another
+        palette while the first is still arriving or leaving."""
+        if any(isinstance(s, CommandPalette) for s in self.screen_stack):
+            return
+        if self.use_command_palette:
+            self.push_screen(SafePalette())
+
+    def pop_screen(self) -> AwaitComplete:
+        """Pop the top screen, but never the main screen: a close meant for a screen that a
+        burst of keys already replaced must not leave the user on an empty screen."""
+        if len(self.screen_stack) <= 2 and isinstance(self.screen, MainScreen):
+            return AwaitComplete(_nothing())
+        return super().pop_screen()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -290,6 +307,10 @@ class StackyardApp(App[int]):
                                                                        node))
         self.notify(f"{key} ({label}) does not apply to {node.id} ({node.kind}); here: "
                     f"{fits or 'no fault keys'}", severity="warning", timeout=3)
+
+
+async def _nothing() -> None:
+    """An awaitable that does nothing (a refused pop)."""
 
 
 def run_app(session: Session, *, theme: str | None = None) -> int:

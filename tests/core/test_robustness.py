@@ -220,3 +220,45 @@ def test_random_command_sequences_keep_every_invariant(base: str, seed: int) -> 
         assert all(x.active >= 0 for x in b.backends.values())
         if engine.world.db is not None:
             assert all(n.busy >= 0 for n in engine.world.db.nodes.values())
+
+
+def test_clearing_a_partition_of_a_container_that_is_gone_is_harmless() -> None:
+    engine = Engine(scenario("default", app={"autoscaler": {"enabled": False}}), seed=1)
+    fid = engine.apply(Command("partition", "app-1", {"duration": 60.0}))
+    engine.apply(Command("set_replicas", "", {"n": 3}))
+    engine.run_for(70.0)  # app-1 scaled in, then the partition's duration ended
+    assert engine.world.find("container", "app-1") is None
+    assert fid not in engine.faults
+    cleared = [e for e in engine.events if e.kind == "fault_cleared"]
+    assert cleared and "nothing to restore" in cleared[-1].why
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (Command("set_timeout", "", {"seconds": math.nan}), r"set_timeout\.seconds: expected"),
+        (Command("set_timeout", "", {"seconds": math.inf}), r"set_timeout\.seconds: expected"),
+        (Command("set_timeout", "", {"seconds": 1e30}), r"set_timeout\.seconds: expected"),
+        (Command("set_retries", "", {"retries": math.nan}), r"set_retries\.retries: expected"),
+        (Command("set_retries", "", {"retries": -1}), r"set_retries\.retries: expected"),
+        (Command("set_retries", "", {"retries": 1e30}), r"set_retries\.retries: expected"),
+        (Command("set_retries", "", {"retries": 1, "budget": -0.5}),
+         r"set_retries\.budget: expected"),
+        (Command("set_retries", "", {"retries": 1, "budget": -math.inf}),
+         r"set_retries\.budget: expected"),
+        (Command("restore", "", {"time": math.nan}), r"restore\.time: expected"),
+        (Command("set_replicas", "", {"n": math.inf}), r"set_replicas\.n: expected"),
+        (Command("traffic_spike", "", {"factor": 2.0}, at=math.nan),
+         r"traffic_spike\.at: expected"),
+    ],
+)
+def test_control_commands_are_bounded_whatever_their_source(command: Command,
+                                                            message: str) -> None:
+    engine = Engine(scenario("default"), seed=1)
+    engine.run_for(5.0)
+    before = engine.snapshot()
+    with pytest.raises(CommandError, match=message):
+        engine.apply(command)
+    after = engine.snapshot()
+    assert (after.balancer, after.autoscaler, after.database) == \
+        (before.balancer, before.autoscaler, before.database)

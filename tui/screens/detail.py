@@ -15,6 +15,7 @@ from textual.widgets import Footer, Label, Sparkline, Static
 from stackyard.core.protocol import AnyNode, DbNode, Snapshot
 from stackyard.tui.format import GLYPHS, STATE_STYLE, count, state_class
 from stackyard.tui.keys import node_keys
+from stackyard.tui.screens.closing import Closable
 from stackyard.tui.widgets.header import KpiHeader
 
 if TYPE_CHECKING:
@@ -49,11 +50,11 @@ class Chart(Horizontal):
             f"{_value(now)}\n[$text-muted]{_value(lo)}–{_value(hi)}[/]")
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(Closable, Screen[None]):
     """Everything about one node; fault keys act on it; escape goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,enter,backspace", "app.pop_screen", "back"),
+        Binding("escape,enter,backspace", "close", "back"),
     ]
 
     def __init__(self, node_id: str, kind: str = "") -> None:

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from stackyard.core.protocol import ActionInfo
 from stackyard.tui.keys import bindings
+from stackyard.tui.screens.closing import Closable
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
@@ -78,9 +79,9 @@ def help_text(catalogue: tuple[ActionInfo, ...]) -> Content:
     return Content("\n").join(lines)
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Closable, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark,q", "app.pop_screen", "close"),
+        Binding("escape,question_mark,q", "close", "close"),
     ]
 
     def compose(self) -> ComposeResult:

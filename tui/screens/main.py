@@ -110,7 +110,8 @@ class MainScreen(Screen[None]):
             self.yard.update_keys()
 
     def on_tier_pane_opened(self, message: TierPane.Opened) -> None:
-        self.yard.open_detail(message.node.id, message.node.kind)
+        if self.is_current:  # else a key in the same burst already put a screen on top
+            self.yard.open_detail(message.node.id, message.node.kind)
 
     def select_node(self, node_id: str, kind: str = "") -> bool:
         """Focus the pane holding ``node_id`` (of ``kind``, where ids are shared); select it."""

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Input, Select, Static
 
 from stackyard.core.protocol import DbNode, QueryResult
 from stackyard.core.session import SessionError
+from stackyard.tui.screens.closing import Closable
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
@@ -20,10 +21,10 @@ if TYPE_CHECKING:
 EXAMPLE = "SELECT count(*) FROM writes"
 
 
-class SqlScreen(Screen[None]):
+class SqlScreen(Closable, Screen[None]):
     """Pick a node, type a query, enter runs it; results and errors show below."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "back")]
 
     def __init__(self, nodes: list[str], node: str) -> None:
         super().__init__()
