@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from stackyard.cli import recorder as recording
 from stackyard.cli.summary import format_catalogue, format_summary, seconds
 from stackyard.core.config import ScenarioError
 from stackyard.core.engine import Engine
@@ -94,6 +95,7 @@ def _command_parser() -> _Parser:
     run.add_argument(
         "--overwrite", action="store_true", help="with --data-dir: replace an earlier run's data"
     )
+    recording.add_record_option(run)
     run.set_defaults(handler=_cmd_run)
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
@@ -107,17 +109,18 @@ def _command_parser() -> _Parser:
                                "parameters' bounds and keys")
     catalogue.add_argument("--json", action="store_true", help="print it as a JSON array")
     catalogue.set_defaults(handler=_cmd_catalogue)
+    recording.register(sub)
     return parser
 
 
-COMMANDS = ("run", "validate", "scenarios", "catalogue")
+COMMANDS = ("run", "validate", "scenarios", "catalogue", *recording.COMMANDS)
 """First arguments that select a subcommand; anything else opens the TUI."""
 
 
 def _tui_parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
-        usage=f"{PROG} [SCENARIO|FILE] [--seed N] [--speed X] [--theme NAME]\n"
+        usage=f"{PROG} [SCENARIO|FILE] [--seed N] [--speed X] [--theme NAME] [--record FILE]\n"
         f"       {PROG} {{{','.join(COMMANDS)}}} ...",
         description="Open the TUI on a scenario (default: 'default').",
         epilog=f"commands: {', '.join(COMMANDS)} (see '{PROG} COMMAND --help')",
@@ -126,6 +129,7 @@ def _tui_parser() -> _Parser:
     parser.add_argument("--seed", type=_seed, help="random seed (default: the scenario's)")
     parser.add_argument("--speed", type=_speed, default=1.0, help="simulation speed, 0.25-100")
     parser.add_argument("--theme", metavar="NAME", help="colour theme")
+    recording.add_record_option(parser)
     return parser
 
 
@@ -168,7 +172,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stored = args.check or args.data_dir is not None
     try:
         run = open_run(args.scenario, seed=args.seed, storage=stored, data_dir=args.data_dir,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, record=recording.recorder(args, args.scenario))
     except StorageError:
         raise UsageError("--check and --data-dir need a scenario with a database tier") from None
     duration = args.duration if args.duration is not None else run.scenario.run.duration
@@ -180,6 +184,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    recording.check_recorded(run)
     if args.json:
         print(summary.to_json().decode())
     else:
@@ -212,8 +217,11 @@ def _cmd_tui(argv: list[str]) -> int:
         )
     from stackyard.tui.app import run_app
 
-    run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled)
-    return run_app(run.session(speed=args.speed), theme=args.theme)
+    run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled,
+                   record=recording.recorder(args, args.scenario))
+    code = run_app(run.session(speed=args.speed), theme=args.theme)
+    recording.check_recorded(run)
+    return code
 
 
 def _check_theme(name: str) -> None:

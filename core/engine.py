@@ -10,7 +10,9 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from msgspec.structs import replace
 
 from stackyard.core.catalogue import CATALOGUE
 from stackyard.core.commands import Action, CommandError
@@ -23,10 +25,18 @@ from stackyard.core.protocol import Command, Event, RunSummary, Severity, Snapsh
 
 from . import snapshot as views
 
-if TYPE_CHECKING:
-    from stackyard.core.storage import Storage
+__all__ = ["CommandError", "Engine", "Relief", "Sampler"]
 
-__all__ = ["CommandError", "Engine"]
+Sampler = Callable[["Engine"], None]
+"""Called at fixed simulated times with the engine (see :meth:`Engine.sample_every`)."""
+
+
+class Relief(Protocol):
+    """Something that writes behind the engine (storage, a recorder) and may need it to wait."""
+
+    async def relieve(self) -> None: ...
+
+    async def flush(self) -> None: ...
 
 _PATTERNS = {
     "container": (re.compile(r"^app-\d+$"), "a container id such as app-1"),
@@ -55,6 +65,10 @@ class Engine:
         self._scheduled: list[tuple[float, int, Command]] = []
         """Commands waiting for their time (run by :meth:`run_until`, after that instant's
         events)."""
+        self._sampler: Sampler | None = None
+        self._sample_every = 0.0
+        self._sample_k = 0
+        """The next sample is due at ``_sample_k * _sample_every``."""
         _check_links(scenario)
         self.world = World(scenario, self.kernel, self.emit)
         problems = [p for i, spec in enumerate(scenario.faults) for p in self._check_spec(i, spec)]
@@ -98,7 +112,19 @@ class Engine:
     def run_until(self, t: float) -> None:
         """Advance the clock to ``t``. A command scheduled at time ``c`` runs after every event
         due at ``c``, exactly as a live command sent when the clock reads ``c`` would; so
-        replaying a run's command log reproduces it."""
+        replaying a run's command log reproduces it. A sampler (:meth:`sample_every`) is called
+        at each of its times on the way, after that instant's events and scheduled commands."""
+        sampler = self._sampler
+        if sampler is not None:
+            every = self._sample_every
+            while self._sample_k * every <= t and self._sampler is sampler:
+                due = self._sample_k * every
+                self._run_until(due)
+                self._sample_k += 1
+                sampler(self)
+        self._run_until(t)
+
+    def _run_until(self, t: float) -> None:
         kernel = self.kernel
         scheduled = self._scheduled
         while scheduled and scheduled[0][0] <= t:
@@ -126,7 +152,7 @@ class Engine:
     async def run_async(
         self,
         seconds: float,
-        storage: Storage | None = None,
+        storage: Relief | None = None,
         progress: Callable[[float], None] | None = None,
         slice_seconds: float = 1.0,
     ) -> None:
@@ -143,6 +169,22 @@ class Engine:
         if storage is not None:
             await storage.flush()
 
+    def sample_every(self, interval: float, sampler: Sampler | None) -> None:
+        """Call ``sampler(engine)`` at every multiple of ``interval`` simulated seconds from now
+        on (now included, if it is one), however the clock is advanced; None stops it. It reads
+        the engine's state and schedules nothing, so a sampled run is the same run."""
+        if sampler is None:
+            self._sampler = None
+            return
+        if not (math.isfinite(interval) and interval > 0):
+            raise ValueError(f"sample_every: expected an interval > 0, got {interval!r}")
+        self._sample_every = interval
+        self._sample_k = math.ceil(self.kernel.now / interval)
+        self._sampler = sampler
+        if self._sample_k * interval == self.kernel.now:
+            self._sample_k += 1
+            sampler(self)
+
     def attach_storage(self, sink: StorageSink) -> None:
         """Mirror every database node's applied rows into ``sink`` (from t=0 only)."""
         db = self.world.db
@@ -156,7 +198,11 @@ class Engine:
         return list(self.world.db.nodes) if self.world.db is not None else []
 
     def step(self) -> bool:
-        """Run exactly one event (or the scheduled command due before it)."""
+        """Run exactly one event (or the scheduled command, or the sample, due before it)."""
+        if self._sampler is not None and self._sample_k * self._sample_every <= \
+                self.kernel.peek():
+            self.run_until(self._sample_k * self._sample_every)
+            return True
         if self._scheduled and self._scheduled[0][0] <= self.kernel.peek():
             self.run_until(self._scheduled[0][0])
             return True
@@ -173,7 +219,9 @@ class Engine:
             self._cmd_seq += 1
             heapq.heappush(self._scheduled, (cmd.at, self._cmd_seq, cmd))
             return ""
-        return self._execute(cmd)
+        # Logged with ``at`` None: applied as soon as seen, not scheduled (a replay tells them
+        # apart: a scheduled command that fails leaves an event, an immediate one does not).
+        return self._execute(replace(cmd, at=None) if cmd.at is not None else cmd)
 
     def _action(self, cmd: Command) -> Action:
         action = CATALOGUE.get(cmd.kind)

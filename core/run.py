@@ -6,6 +6,7 @@ SQLite storage and a session, and get a typed :class:`~core.protocol.RunSummary`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from stackyard.core.scenario import resolve
 from stackyard.core.storage import Storage, StorageError, check
 
 if TYPE_CHECKING:
+    from stackyard.core.recorder import Recorder
     from stackyard.core.session import LocalSession
 
 __all__ = ["Run", "StorageError", "open_run", "publish_hz"]
@@ -46,23 +48,49 @@ class Run:
     problems: list[str] = field(default_factory=list)
     """What the last :meth:`check` found (empty: every node's rows match the model)."""
     checked: bool = False
+    recorder: Recorder | None = None
+    """Records the run to a file (see :mod:`core.recorder`); it samples from when it is
+    attached and writes once the run is started."""
     _started: bool = False
+    _recording: bool = False
 
     @property
     def seed(self) -> int:
         return self.engine.seed
 
     async def start(self) -> None:
-        """Open the storage (if any) and start its writer."""
+        """Open the storage and the recording (if any) and start their writers."""
         if self.storage is not None and not self._started:
             await self.storage.open(overwrite=self.overwrite)
             self._started = True
             self.storage.start()
+        if self.recorder is not None and not self._recording:
+            self._recording = True
+            await self.recorder.open()
 
     async def close(self) -> None:
+        if self.recorder is not None and self._recording:
+            self._recording = False
+            await self.recorder.close()
         if self.storage is not None and self._started:
             self._started = False
             await self.storage.close()
+
+    async def relieve(self) -> None:
+        """Between engine slices: let the writers behind the engine catch up if they must."""
+        if self.storage is not None:
+            await self.storage.relieve()
+        if self.recorder is not None:
+            await self.recorder.relieve()
+        if self.storage is None and self.recorder is None:
+            await asyncio.sleep(0)
+
+    async def flush(self) -> None:
+        """Wait until everything the engine produced so far is written."""
+        if self.storage is not None:
+            await self.storage.flush()
+        if self.recorder is not None:
+            await self.recorder.flush()
 
     async def __aenter__(self) -> Run:
         await self.start()
@@ -75,11 +103,11 @@ class Run:
                       progress: Callable[[float], None] | None = None) -> None:
         """Run ``seconds`` of simulated time as fast as the CPU allows (letting storage write
         between slices when there is storage)."""
-        if self.storage is None:
+        if self.storage is None and self.recorder is None:
             self.engine.run_for(seconds, progress=progress)
             return
         await self.start()
-        await self.engine.run_async(seconds, self.storage, progress=progress)
+        await self.engine.run_async(seconds, self, progress=progress)
 
     async def check(self) -> list[str]:
         """Compare every node's rows in SQLite with the model's log."""
@@ -115,12 +143,14 @@ class Run:
 
 
 def open_run(scenario: Scenario | str, *, seed: int | None = None, storage: bool = False,
-             data_dir: Path | None = None, overwrite: bool = False) -> Run:
+             data_dir: Path | None = None, overwrite: bool = False,
+             record: Recorder | None = None) -> Run:
     """Build a run on ``scenario`` (a built-in's name, a file path, or a Scenario).
 
     ``storage`` keeps every database node's rows in SQLite (in memory, or as files in
-    ``data_dir``). Raises ScenarioError for a bad scenario and StorageError when storage is
-    asked of a scenario without a database tier."""
+    ``data_dir``); ``record`` records the run from its start (its file is created when the run
+    starts). Raises ScenarioError for a bad scenario and StorageError when storage is asked of
+    a scenario without a database tier."""
     sc = resolve(scenario) if isinstance(scenario, str) else scenario
     engine = Engine(sc, seed=seed)
     store: Storage | None = None
@@ -129,4 +159,8 @@ def open_run(scenario: Scenario | str, *, seed: int | None = None, storage: bool
             raise StorageError("storage needs a scenario with a database tier")
         store = Storage(engine.db_nodes(), data_dir)
         engine.attach_storage(store)
-    return Run(sc, engine, store, data_dir, overwrite)
+    run = Run(sc, engine, store, data_dir, overwrite)
+    if record is not None:
+        record.attach(engine)
+        run.recorder = record
+    return run

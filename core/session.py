@@ -75,7 +75,6 @@ class LocalSession:
         self._latest: Snapshot | None = None
         self.sent: list[tuple[Command, Reply]] = []
         """Every command sent through this session and its reply, in order."""
-        storage = run.storage
         self.driver = RealtimeDriver(
             run.engine,
             self._on_snapshot,
@@ -83,7 +82,8 @@ class LocalSession:
             paused=paused,
             publish_hz=publish_hz,
             step_seconds=step_seconds,
-            between_slices=storage.relieve if storage is not None else None,
+            between_slices=(run.relieve if run.storage is not None or run.recorder is not None
+                            else None),
         )
         self._task: asyncio.Task[None] | None = None
         self._catalogue = actions()

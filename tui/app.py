@@ -34,6 +34,7 @@ from stackyard.tui.screens.help import HelpScreen
 from stackyard.tui.screens.main import MainScreen
 from stackyard.tui.screens.sql import SqlScreen
 from stackyard.tui.themes import DEFAULT, builtin_themes, resolve_name, user_themes
+from stackyard.tui.widgets.scrubber import Scrubber
 from stackyard.tui.widgets.tier_pane import TierPane
 
 EXIT_WATCHDOG = 3.0
@@ -80,6 +81,8 @@ class StackyardApp(App[int]):
         self.last_pane: TierPane | None = None
         self.handle_signals = handle_signals
         self._pending: Snapshot | None = None
+        self._time = float("-inf")
+        """Simulated time of the last snapshot taken."""
         self._unsubscribe: Callable[[], None] | None = None
         self._key_signature: tuple[str, str] = ("", "")
         self.key_groups = groups(session.catalogue)
@@ -146,6 +149,11 @@ class StackyardApp(App[int]):
     # -- snapshots --------------------------------------------------------------------------
 
     def _take(self, snap: Snapshot) -> None:
+        if snap.time < self._time:
+            # Time went back (a replay sought): start the log and the charts afresh.
+            self.events.clear()
+            self.history = History()
+        self._time = snap.time
         self.events.extend(snap.events)
         self.history.add(snap)
 
@@ -231,6 +239,9 @@ class StackyardApp(App[int]):
             text = actions.wording(action, command.target, {name: value}, self.session.latest) \
                 if self.session.latest is not None else reply.result
             self.notify(text, timeout=2)
+
+    async def on_scrubber_seek(self, message: Scrubber.Seek) -> None:
+        await self.send_command(Command("seek", params={"time": message.time}, origin="mouse"))
 
     # -- views ------------------------------------------------------------------------------
 

@@ -11,8 +11,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from stackyard.core.protocol import AnyNode, Snapshot
+from stackyard.core.replay import TimelineSource
 from stackyard.tui.widgets.event_log import EventLog
 from stackyard.tui.widgets.header import KpiHeader
+from stackyard.tui.widgets.scrubber import Scrubber
 from stackyard.tui.widgets.tier_pane import TierPane
 from stackyard.tui.widgets.trends import Trends
 
@@ -47,6 +49,8 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield KpiHeader(id="header")
+        if isinstance(self.yard.session, TimelineSource):
+            yield Scrubber(id="scrubber")
         with Horizontal(id="panes"):
             for tier, title, pane_id in TIERS:
                 yield TierPane(tier, title, id=pane_id)
@@ -80,6 +84,9 @@ class MainScreen(Screen[None]):
         """Redraw from ``snap`` (the app calls this only while this screen is active)."""
         header = self.query_one(KpiHeader)
         header.show(snap, self.yard.session.status)
+        session = self.yard.session
+        if isinstance(session, TimelineSource):
+            self.query_one(Scrubber).show(session.timeline)
         if snap is None or snap.seq == self._last_seq:
             return
         self._last_seq = snap.seq

@@ -21,6 +21,11 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
         run = Content.styled("▶ behind", "bold $error")
     else:
         run = Content.styled("▶" if narrow else "▶ running", "bold $success")
+    if status.replay:
+        if narrow:  # the glyph says enough beside the badge
+            run = Content.styled("⏸" if status.paused else "▶",
+                                 "bold $warning" if status.paused else "bold $success")
+        run = Content.assemble(Content.styled("REPLAY", "bold reverse $accent"), " ", run)
     set_speed = speed(status.speed)
     if status.behind and not status.paused:
         pace = Content.styled(f"{set_speed} (got {speed(status.achieved)})", "bold $error")
