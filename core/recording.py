@@ -103,7 +103,10 @@ class Recording:
         try:
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise RecordingError(f"{p}: not a stackyard recording ({_reason(exc)})") from None
+            if "not a database" in str(exc):
+                raise RecordingError(f"{p}: not a stackyard recording ({_reason(exc)})") \
+                    from None
+            raise _damaged(p, exc) from None
         user_version = db.execute("PRAGMA user_version").fetchone()[0]
         if app_id != APPLICATION_ID:
             raise RecordingError(f"{p}: an SQLite database but not a stackyard recording")
