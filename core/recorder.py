@@ -157,7 +157,7 @@ class _Compressor:
         self.against: zstandard.ZstdCompressor | None = None
 
     def rows(self, batch: list[Bundle]) -> list[tuple[int, float, int | None, bytes]]:
-        out = []
+        out: list[tuple[int, float, int | None, bytes]] = []
         for b in batch:
             if b.snapshot is None:
                 continue

@@ -99,8 +99,8 @@ def rerun(rec: Recording, progress: Callable[[float], None] | None = None) -> Re
     engine = Engine(rec.scenario, seed=meta.seed)
     by_sample: dict[int, list[Event]] = {}
     recorded_events = 0
-    for sample, event in rec.all_events():
-        by_sample.setdefault(sample, []).append(event)
+    for number, event in rec.all_events():
+        by_sample.setdefault(number, []).append(event)
         recorded_events += 1
     frames = {seq: i for i, seq in enumerate(rec.seqs)}
     first = rec.seqs[0]
