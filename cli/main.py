@@ -281,15 +281,35 @@ def _cmd_tui(argv: list[str]) -> int:
     scenario = resolve(args.scenario)
     if args.theme is not None:
         _check_theme(args.theme)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())):
         raise UsageError(
-            f"the TUI needs a terminal (stdin and stdout are not both a TTY); "
+            f"the TUI needs a terminal (stdin and stdout or stderr a TTY); "
             f"try '{PROG} run {args.scenario}' for a headless run"
         )
     from stackyard.tui.app import run_app
 
     run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled)
-    return run_app(run.session(speed=args.speed), theme=args.theme)
+    with _draw_on_the_terminal():
+        return run_app(run.session(speed=args.speed), theme=args.theme)
+
+
+@contextlib.contextmanager
+def _draw_on_the_terminal() -> Iterator[None]:
+    """Textual draws on the process's stderr (``sys.__stderr__``). When that is redirected
+    (``stackyard 2>log``) and stdout is the terminal, point stderr at the terminal while the
+    app runs, and back at the file afterwards for whatever follows."""
+    if sys.__stderr__ is None or sys.__stdout__ is None or sys.__stderr__.isatty():
+        yield
+        return
+    sys.__stderr__.flush()
+    saved = os.dup(2)
+    os.dup2(sys.__stdout__.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.__stderr__.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_theme(name: str) -> None:
