@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from rich.errors import MarkupError
 from rich.text import Text
 from textual.color import Color, ColorParseError
 from textual.css.stylesheet import Stylesheet, StylesheetParseError
@@ -136,11 +137,20 @@ def _parse_css(css: str, variables: dict[str, str]) -> str | None:
     except StylesheetParseError as exc:
         for rule in exc.errors.rules:
             for _token, help_text in rule.errors:
-                return " ".join(Text.from_markup(str(help_text.summary)).plain.split())
+                return _plain(str(getattr(help_text, "summary", help_text)))
         return "not valid CSS"
     except Exception as exc:  # the tokenizer's errors, a variable referring to itself, ...
         return " ".join(str(exc).split()) or type(exc).__name__
     return None
+
+
+def _plain(markup: str) -> str:
+    """Textual's help text without its markup, in one line."""
+    try:
+        text = Text.from_markup(markup).plain
+    except MarkupError:
+        text = markup
+    return " ".join(text.split())
 
 
 _kinds: dict[str, str | None] = {}
