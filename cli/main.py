@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from stackyard.cli import recorder as recording
 from stackyard.cli.summary import format_catalogue, format_summary, seconds
@@ -31,6 +33,68 @@ DEBUG_ENV = "STACKYARD_DEBUG"
 
 class UsageError(Exception):
     """A user error: reported as one ``stackyard: ...`` line and exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A headless run stopped by SIGTERM or SIGHUP; handled like Ctrl-C (exit 128 + signal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While running headless, SIGTERM and SIGHUP stop the run as Ctrl-C does: every
+    ``finally`` runs (storage writes what the model committed) and the exit is one line."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_T = TypeVar("_T")
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` in which SIGTERM and SIGHUP cancel the coroutine as SIGINT does."""
+    caught: list[int] = []
+
+    async def guarded() -> _T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel(signum: int) -> None:
+            if not caught:  # a second signal must not cut the closing flush short
+                task.cancel()
+            caught.append(signum)
+
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, cancel, sig)
+        return await coro
+
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if caught:
+            raise Interrupted(caught[0]) from None
+        raise
+    finally:
+        for sig, handler in previous.items():  # the loop leaves them at SIG_DFL
+            signal.signal(sig, handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +123,12 @@ def _seed(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _data_dir(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    return Path(text)
 
 
 def _speed(text: str) -> float:
@@ -90,7 +160,8 @@ def _command_parser() -> _Parser:
         help="keep every database node's rows in SQLite and compare them with the model",
     )
     run.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="keep the SQLite databases as files in DIR"
+        "--data-dir", type=_data_dir, metavar="DIR",
+        help="keep the SQLite databases as files in DIR",
     )
     run.add_argument(
         "--overwrite", action="store_true", help="with --data-dir: replace an earlier run's data"
@@ -178,7 +249,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None else run.scenario.run.duration
     bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
     try:
-        summary = asyncio.run(_headless(run, duration, bar, args.check))
+        with _stop_on_signals():
+            if run.storage is None:  # no event loop: Ctrl-C and SIGTERM stop it at once
+                run.engine.run_for(duration, progress=bar)
+                summary = run.summary()
+            else:
+                summary = _run_coroutine(_headless(run, duration, bar, args.check))
     except StorageError as exc:
         raise UsageError(str(exc)) from exc
     finally:
@@ -210,18 +286,38 @@ def _cmd_tui(argv: list[str]) -> int:
     scenario = resolve(args.scenario)
     if args.theme is not None:
         _check_theme(args.theme)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())):
         raise UsageError(
-            f"the TUI needs a terminal (stdin and stdout are not both a TTY); "
+            f"the TUI needs a terminal (stdin and stdout or stderr a TTY); "
             f"try '{PROG} run {args.scenario}' for a headless run"
         )
     from stackyard.tui.app import run_app
 
     run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled,
                    record=recording.recorder(args, args.scenario))
-    code = run_app(run.session(speed=args.speed), theme=args.theme)
+    with _draw_on_the_terminal():
+        code = run_app(run.session(speed=args.speed), theme=args.theme)
     recording.check_recorded(run)
     return code
+
+
+@contextlib.contextmanager
+def _draw_on_the_terminal() -> Iterator[None]:
+    """Textual draws on the process's stderr (``sys.__stderr__``). When that is redirected
+    (``stackyard 2>log``) and stdout is the terminal, point stderr at the terminal while the
+    app runs, and back at the file afterwards for whatever follows."""
+    if sys.__stderr__ is None or sys.__stdout__ is None or sys.__stderr__.isatty():
+        yield
+        return
+    sys.__stderr__.flush()
+    saved = os.dup(2)
+    os.dup2(sys.__stdout__.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.__stderr__.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_theme(name: str) -> None:
@@ -296,9 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: {line}", file=sys.stderr)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        how = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+        print(f"{PROG}: interrupted{how}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader went away (``stackyard scenarios | head -1``): stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -18,7 +18,7 @@ from stackyard.core.config import Scenario
 from stackyard.core.engine import Engine
 from stackyard.core.protocol import Consistency, RunSummary, StorageSummary
 from stackyard.core.scenario import resolve
-from stackyard.core.storage import Storage, StorageError, check
+from stackyard.core.storage import Storage, StorageError, check, node_state
 
 if TYPE_CHECKING:
     from stackyard.core.recorder import Recorder
@@ -155,9 +155,10 @@ def open_run(scenario: Scenario | str, *, seed: int | None = None, storage: bool
     engine = Engine(sc, seed=seed)
     store: Storage | None = None
     if storage or data_dir is not None:
-        if not engine.db_nodes():
+        db = engine.world.db
+        if db is None or not engine.db_nodes():
             raise StorageError("storage needs a scenario with a database tier")
-        store = Storage(engine.db_nodes(), data_dir)
+        store = Storage(engine.db_nodes(), data_dir, unavailable=node_state(db))
         engine.attach_storage(store)
     run = Run(sc, engine, store, data_dir, overwrite)
     if record is not None:

@@ -91,7 +91,8 @@ def test_validate_reports_one_line_per_problem(tmp_path: Path) -> None:
     assert error_lines(result) == [
         f"stackyard: {bad}: balancer.algoritm: unknown key (did you mean 'algorithm'?)",
         f"stackyard: {bad}: balancer.retries: expected an integer between 0 and 10, got -1",
-        f"stackyard: {bad}: traffic.regions.eu.rate: expected a number >= 0, got 'x' (a string)",
+        f"stackyard: {bad}: traffic.regions.eu.rate: expected a number between 0 and 100000, "
+        "got 'x' (a string)",
     ]
     assert result.stdout.splitlines() == [f"{good}: ok"]
 
@@ -122,7 +123,8 @@ def bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
         "binary": (tmp / "binary.toml", "binary file"),
         "latin1": (tmp / "latin1.toml", "not UTF-8 text"),
         "broken": (tmp / "broken.toml", "invalid TOML: "),
-        "negative": (tmp / "negative.toml", "traffic.regions.eu.rate: expected a number >= 0"),
+        "negative": (tmp / "negative.toml",
+                     "traffic.regions.eu.rate: expected a number between 0 and 100000"),
     }
 
 

@@ -122,7 +122,8 @@ class StackyardApp(App[int]):
 
     async def on_mount(self) -> None:
         for problem in self.theme_problems:
-            self.notify(problem, title="theme skipped", severity="warning", timeout=10)
+            self.notify(problem, title="theme skipped", severity="warning", timeout=10,
+                        markup=False)
         latest = self.session.latest
         if latest is not None:
             self._take(latest)

@@ -37,6 +37,12 @@ state changes land at most this early); a longer one gets an arrival event of it
 
 CRASH_RESET_AFTER = 600.0
 """A container that ran this long without crashing starts its back-off from scratch."""
+MAX_DOUBLINGS = 60
+"""The crash-loop back-off doubles per restart up to its maximum; the exponent stops here so
+that a long crash loop (about a thousand restarts) never overflows a float."""
+MIN_BACKOFF = 0.1
+"""Restarts are at least this far apart, so a crash loop with zero start time and zero
+back-off still moves the clock instead of looping at one instant."""
 
 
 class Host:
@@ -304,7 +310,8 @@ class Container:
             self.restarts = 0
         self.restarts += 1
         cfg = self.cluster.cfg.container
-        self.backoff = min(cfg.backoff_initial * 2 ** (self.restarts - 1), cfg.backoff_max)
+        doubling = 2.0 ** min(self.restarts - 1, MAX_DOUBLINGS)
+        self.backoff = max(MIN_BACKOFF, min(cfg.backoff_initial * doubling, cfg.backoff_max))
         self.state = BACKOFF
         self.leaked = 0.0
         self.kernel.cancel(self._timer)

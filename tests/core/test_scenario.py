@@ -134,19 +134,19 @@ def test_invalid_toml_is_one_line_with_position(tmp_path: Path, text: str, where
 BAD_VALUES = [
     (
         "[traffic.regions.eu]\nrate = -5\n",
-        "traffic.regions.eu.rate: expected a number >= 0, got -5",
+        "traffic.regions.eu.rate: expected a number between 0 and 100000, got -5",
     ),
     (
         '[traffic.regions.eu]\nrate = "fast"\n',
-        "traffic.regions.eu.rate: expected a number >= 0, got 'fast' (a string)",
+        "traffic.regions.eu.rate: expected a number between 0 and 100000, got 'fast' (a string)",
     ),
     (
         "[app.container]\nworkers = true\n",
-        "app.container.workers: expected an integer >= 1, got true (a boolean)",
+        "app.container.workers: expected an integer between 1 and 1000, got true (a boolean)",
     ),
     (
         "[app.container]\nworkers = 2.5\n",
-        "app.container.workers: expected an integer >= 1, got 2.5 (a float)",
+        "app.container.workers: expected an integer between 1 and 1000, got 2.5 (a float)",
     ),
     (
         "[cdn]\nenabled = 1\n",
@@ -266,7 +266,7 @@ min = 5
 initial = 3
 """
     assert problems_of(tmp_path, text) == [
-        "traffic.regions.eu.rate: expected a number >= 0, got -1",
+        "traffic.regions.eu.rate: expected a number between 0 and 100000, got -1",
         "balancer.algoritm: unknown key (did you mean 'algorithm'?)",
         "balancer.retries: expected an integer between 0 and 10, got 'two' (a string)",
         "app.autoscaler: expected min <= initial <= max, got min=5, initial=3, max=40",
@@ -301,7 +301,8 @@ def test_cross_field_checks(data: dict[str, object], problem: str) -> None:
 def test_cross_field_check_skipped_when_a_field_is_already_wrong() -> None:
     with pytest.raises(ScenarioError) as info:
         scenario_from_dict({"app": {"autoscaler": {"min": -1, "initial": 50}}}, "x")
-    assert info.value.problems == ["app.autoscaler.min: expected an integer >= 0, got -1"]
+    assert info.value.problems == [
+        "app.autoscaler.min: expected an integer between 0 and 1000, got -1"]
 
 
 def test_non_table_root() -> None:
