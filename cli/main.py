@@ -250,7 +250,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
     try:
         with _stop_on_signals():
-            if run.storage is None:  # no event loop: Ctrl-C and SIGTERM stop it at once
+            if run.storage is None and run.recorder is None:  # no event loop: Ctrl-C and
+                # SIGTERM stop it at once
                 run.engine.run_for(duration, progress=bar)
                 summary = run.summary()
             else:
