@@ -16,15 +16,11 @@ something on any machine:
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from pathlib import Path
 from time import perf_counter
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import simpy
 
@@ -132,15 +128,14 @@ def bench_mm4() -> float:
 
 def bench_default(baseline_rate: float) -> None:
     """Print the ``default`` scenario line, against the kernel's M/M/4 rate."""
-    from stackyard.core.engine import Engine
-    from stackyard.core.scenario import load_builtin
+    from stackyard.core.run import open_run
 
     simulated = 600.0
 
     def run() -> float:
-        eng = Engine(load_builtin("default"))
-        eng.run_for(simulated)
-        return float(eng.summary()["requests"]["arrived"])
+        run = open_run("default")
+        run.engine.run_for(simulated)
+        return float(run.summary().requests.arrived)
 
     wall, arrived = best_of(run)
     requests = int(arrived)
@@ -157,25 +152,16 @@ def _default_wall(simulated: float, storage: bool) -> tuple[float, int, int]:
     """(wall seconds, requests, rows written) of ``default`` run through the async driver."""
     import asyncio
 
-    from stackyard.core.engine import Engine
-    from stackyard.core.scenario import load_builtin
-    from stackyard.core.storage import Storage
+    from stackyard.core.run import open_run
 
     async def run() -> tuple[float, int, int]:
-        eng = Engine(load_builtin("default"))
-        store = None
-        if storage:
-            store = Storage(eng.db_nodes())
-            await store.open()
-            eng.attach_storage(store)
-            store.start()
-        t0 = perf_counter()
-        await eng.run_async(simulated, store)
-        wall = perf_counter() - t0
-        rows = store.rows_written if store is not None else 0
-        if store is not None:
-            await store.close()
-        return wall, eng.summary()["requests"]["arrived"], rows
+        async with open_run("default", storage=storage) as opened:
+            t0 = perf_counter()
+            await opened.engine.run_async(simulated, opened.storage)
+            wall = perf_counter() - t0
+            summary = opened.summary()
+        rows = summary.storage.rows_written if summary.storage is not None else 0
+        return wall, summary.requests.arrived, rows
 
     return asyncio.run(run())
 

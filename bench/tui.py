@@ -29,24 +29,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from stackyard.core.engine import Engine  # noqa: E402
-from stackyard.core.scenario import resolve  # noqa: E402
-from stackyard.core.session import LocalSession  # noqa: E402
-from stackyard.core.storage import Storage  # noqa: E402
-from stackyard.tui.app import StackyardApp  # noqa: E402
+from stackyard.core.run import open_run
+from stackyard.core.session import LocalSession
+from stackyard.tui.app import StackyardApp
 
 WALL = 10.0
 KEYS = 20
 
 
 def _session(publish_hz: float = 4.0, speed: float = 1.0) -> LocalSession:
-    engine = Engine(resolve("default"))
-    storage = Storage(engine.db_nodes())
-    engine.attach_storage(storage)
-    return LocalSession(engine, speed=speed, publish_hz=publish_hz, storage=storage)
+    return open_run("default", storage=True).session(speed=speed, hz=publish_hz)
 
 
 async def app_at_100x() -> tuple[float, float, float, float]:

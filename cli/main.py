@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
-from stackyard.core.config import Scenario, ScenarioError
+from stackyard.cli import recorder as recording
+from stackyard.cli.summary import format_catalogue, format_summary, seconds
+from stackyard.core.config import ScenarioError
+from stackyard.core.engine import Engine
+from stackyard.core.protocol import RunSummary, encode
+from stackyard.core.run import Run, StorageError, open_run
 from stackyard.core.scenario import builtin_description, builtin_names, parse_duration, resolve
-from stackyard.core.storage import Storage, StorageError, check
 
 PROG = "stackyard"
 USAGE_ERROR = 2
@@ -28,6 +33,68 @@ DEBUG_ENV = "STACKYARD_DEBUG"
 
 class UsageError(Exception):
     """A user error: reported as one ``stackyard: ...`` line and exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A headless run stopped by SIGTERM or SIGHUP; handled like Ctrl-C (exit 128 + signal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While running headless, SIGTERM and SIGHUP stop the run as Ctrl-C does: every
+    ``finally`` runs (storage writes what the model committed) and the exit is one line."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_T = TypeVar("_T")
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` in which SIGTERM and SIGHUP cancel the coroutine as SIGINT does."""
+    caught: list[int] = []
+
+    async def guarded() -> _T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel(signum: int) -> None:
+            if not caught:  # a second signal must not cut the closing flush short
+                task.cancel()
+            caught.append(signum)
+
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, cancel, sig)
+        return await coro
+
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if caught:
+            raise Interrupted(caught[0]) from None
+        raise
+    finally:
+        for sig, handler in previous.items():  # the loop leaves them at SIG_DFL
+            signal.signal(sig, handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,6 +123,12 @@ def _seed(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _data_dir(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    return Path(text)
 
 
 def _speed(text: str) -> float:
@@ -87,11 +160,13 @@ def _command_parser() -> _Parser:
         help="keep every database node's rows in SQLite and compare them with the model",
     )
     run.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="keep the SQLite databases as files in DIR"
+        "--data-dir", type=_data_dir, metavar="DIR",
+        help="keep the SQLite databases as files in DIR",
     )
     run.add_argument(
         "--overwrite", action="store_true", help="with --data-dir: replace an earlier run's data"
     )
+    recording.add_record_option(run)
     run.set_defaults(handler=_cmd_run)
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
@@ -100,17 +175,23 @@ def _command_parser() -> _Parser:
 
     scenarios = sub.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(handler=_cmd_scenarios)
+
+    catalogue = sub.add_parser("catalogue", help="list every command a run accepts, with its "
+                               "parameters' bounds and keys")
+    catalogue.add_argument("--json", action="store_true", help="print it as a JSON array")
+    catalogue.set_defaults(handler=_cmd_catalogue)
+    recording.register(sub)
     return parser
 
 
-COMMANDS = ("run", "validate", "scenarios")
+COMMANDS = ("run", "validate", "scenarios", "catalogue", *recording.COMMANDS)
 """First arguments that select a subcommand; anything else opens the TUI."""
 
 
 def _tui_parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
-        usage=f"{PROG} [SCENARIO|FILE] [--seed N] [--speed X] [--theme NAME]\n"
+        usage=f"{PROG} [SCENARIO|FILE] [--seed N] [--speed X] [--theme NAME] [--record FILE]\n"
         f"       {PROG} {{{','.join(COMMANDS)}}} ...",
         description="Open the TUI on a scenario (default: 'default').",
         epilog=f"commands: {', '.join(COMMANDS)} (see '{PROG} COMMAND --help')",
@@ -119,29 +200,18 @@ def _tui_parser() -> _Parser:
     parser.add_argument("--seed", type=_seed, help="random seed (default: the scenario's)")
     parser.add_argument("--speed", type=_speed, default=1.0, help="simulation speed, 0.25-100")
     parser.add_argument("--theme", metavar="NAME", help="colour theme")
+    recording.add_record_option(parser)
     return parser
 
 
 # --- commands -----------------------------------------------------------------------------
 
 
-def _engine_class() -> Any | None:
-    """The engine class, or None while core.engine is not available."""
-    try:
-        from stackyard.core.engine import Engine
-    except ImportError:
-        return None
-    return Engine
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
-    engine = _engine_class()
     failed = False
     for name in args.files:
         try:
-            scenario = resolve(name)
-            if engine is not None:
-                engine(scenario)
+            Engine(resolve(name))
         except ScenarioError as exc:
             failed = True
             for line in ScenarioError(exc.problems, name).lines():
@@ -159,101 +229,96 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    from stackyard.core.catalogue import actions
+
+    if args.json:
+        print(encode(actions()).decode())
+    else:
+        print(format_catalogue(actions()))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    scenario = resolve(args.scenario)
-    engine_class = _engine_class()
-    if engine_class is None:
-        print(f"{PROG}: the engine (core.engine) is not available", file=sys.stderr)
-        return INTERNAL_ERROR
-    duration = args.duration if args.duration is not None else scenario.run.duration
-    eng = engine_class(scenario, seed=args.seed)
-    bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
-    problems: list[str] = []
+    stored = args.check or args.data_dir is not None
     try:
-        if args.check or args.data_dir is not None:
-            if not eng.db_nodes():
-                raise UsageError("--check and --data-dir need a scenario with a database tier")
-            summary = asyncio.run(_run_with_storage(eng, duration, args, bar, problems))
-        else:
-            eng.run_for(duration, progress=bar)
-            summary = eng.summary()
+        run = open_run(args.scenario, seed=args.seed, storage=stored, data_dir=args.data_dir,
+                       overwrite=args.overwrite, record=recording.recorder(args, args.scenario))
+    except StorageError:
+        raise UsageError("--check and --data-dir need a scenario with a database tier") from None
+    duration = args.duration if args.duration is not None else run.scenario.run.duration
+    bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
+    try:
+        with _stop_on_signals():
+            if run.storage is None and run.recorder is None:  # no event loop: Ctrl-C and
+                # SIGTERM stop it at once
+                run.engine.run_for(duration, progress=bar)
+                summary = run.summary()
+            else:
+                summary = _run_coroutine(_headless(run, duration, bar, args.check))
     except StorageError as exc:
         raise UsageError(str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
+    recording.check_recorded(run)
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print(summary.to_json().decode())
     else:
-        print(format_summary(summary, scenario))
-    for line in problems:
+        print(format_summary(summary))
+    for line in run.problems:
         print(f"{PROG}: consistency: {line}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if run.problems else 0
 
 
-async def _run_with_storage(
-    eng: Any,
-    duration: float,
-    args: argparse.Namespace,
-    bar: Callable[[float], None] | None,
-    problems: list[str],
-) -> dict[str, Any]:
-    """Run with every database node's data in SQLite; with --check, compare it with the model."""
-    storage = Storage(eng.db_nodes(), args.data_dir)
-    await storage.open(overwrite=args.overwrite)
-    try:
-        eng.attach_storage(storage)
-        storage.start()
-        await eng.run_async(duration, storage, progress=bar)
-        summary: dict[str, Any] = eng.summary()
-        summary["storage"] = {
-            "rows_written": storage.rows_written,
-            "batches": storage.batches,
-            "backpressure_waits": storage.backpressure_waits,
-            "peak_queue": storage.peak_pending,
-            "data_dir": str(args.data_dir) if args.data_dir is not None else None,
-        }
-        if args.check:
-            problems.extend(await check(eng.world.db, storage))
-            summary["consistency"] = {"ok": not problems, "problems": list(problems)}
-    finally:
-        await storage.close()
-    return summary
+async def _headless(run: Run, duration: float, bar: Callable[[float], None] | None,
+                    check: bool) -> RunSummary:
+    """Run ``duration`` simulated seconds as fast as possible; with ``check``, compare every
+    node's rows in SQLite with the model."""
+    async with run:
+        await run.advance(duration, progress=bar)
+        if check:
+            await run.check()
+        return run.summary()
 
 
 def _cmd_tui(argv: list[str]) -> int:
     args = _tui_parser().parse_args(argv)
     scenario = resolve(args.scenario)
-    engine_class = _engine_class()
-    if engine_class is None:
-        print(f"{PROG}: the engine (core.engine) is not available", file=sys.stderr)
-        return INTERNAL_ERROR
     if args.theme is not None:
         _check_theme(args.theme)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())):
         raise UsageError(
-            f"the TUI needs a terminal (stdin and stdout are not both a TTY); "
+            f"the TUI needs a terminal (stdin and stdout or stderr a TTY); "
             f"try '{PROG} run {args.scenario}' for a headless run"
         )
-    from stackyard.core.session import LocalSession
     from stackyard.tui.app import run_app
 
-    engine = engine_class(scenario, seed=args.seed)
-    storage = None
-    if hasattr(engine, "db_nodes") and engine.db_nodes():
-        from stackyard.core.storage import Storage
-
-        storage = Storage(engine.db_nodes())
-        engine.attach_storage(storage)
-    session = LocalSession(engine, speed=args.speed, publish_hz=_publish_hz(scenario),
-                           storage=storage)
-    return run_app(session, theme=args.theme)
+    run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled,
+                   record=recording.recorder(args, args.scenario))
+    with _draw_on_the_terminal():
+        code = run_app(run.session(speed=args.speed), theme=args.theme)
+    recording.check_recorded(run)
+    return code
 
 
-def _publish_hz(scenario: Scenario) -> float:
-    """Snapshots per wall second: the scenario's interval, kept within 4-10 Hz."""
-    interval = scenario.run.snapshot_interval
-    return min(10.0, max(4.0, 1.0 / interval if interval > 0 else 5.0))
+@contextlib.contextmanager
+def _draw_on_the_terminal() -> Iterator[None]:
+    """Textual draws on the process's stderr (``sys.__stderr__``). When that is redirected
+    (``stackyard 2>log``) and stdout is the terminal, point stderr at the terminal while the
+    app runs, and back at the file afterwards for whatever follows."""
+    if sys.__stderr__ is None or sys.__stdout__ is None or sys.__stderr__.isatty():
+        yield
+        return
+    sys.__stderr__.flush()
+    saved = os.dup(2)
+    os.dup2(sys.__stdout__.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.__stderr__.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_theme(name: str) -> None:
@@ -285,174 +350,14 @@ class _ProgressBar:
         self.shown = percent
         filled = percent * self.WIDTH // 100
         bar = "#" * filled + "-" * (self.WIDTH - filled)
-        sim = _seconds(self.duration * percent / 100)
-        self.stream.write(f"\r[{bar}] {percent:3d}%  {sim} / {_seconds(self.duration)} simulated")
+        sim = seconds(self.duration * percent / 100)
+        self.stream.write(f"\r[{bar}] {percent:3d}%  {sim} / {seconds(self.duration)} simulated")
         self.stream.flush()
 
     def close(self) -> None:
         if self.shown >= 0:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
-
-
-# --- summary ------------------------------------------------------------------------------
-
-
-def _seconds(x: float) -> str:
-    if x >= 3600:
-        return f"{int(x // 3600)}h{int(x % 3600 // 60):02d}m"
-    if x >= 60:
-        return f"{int(x // 60)}m{int(x % 60):02d}s"
-    return f"{x:.1f}s"
-
-
-def _num(d: Any, key: str) -> float | None:
-    value = d.get(key) if isinstance(d, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _fmt(value: float | None, fmt: Callable[[float], str]) -> str:
-    return "-" if value is None else fmt(value)
-
-
-def _ms(x: float) -> str:
-    return f"{x * 1000:.1f} ms"
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.2f}%"
-
-
-def _count(x: float) -> str:
-    return f"{int(x)}"
-
-
-def _section(summary: dict[str, Any], key: str) -> dict[str, Any]:
-    value = summary.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def format_summary(summary: dict[str, Any], scenario: Scenario | None = None) -> str:
-    """A readable multi-line summary of ``Engine.summary()``; tolerant of missing keys."""
-    name = summary.get("scenario") or (scenario.run.name if scenario else "?")
-    req, lat = _section(summary, "requests"), _section(summary, "latency")
-    cdn, scaler = _section(summary, "cdn"), _section(summary, "autoscaler")
-    lb, slo = _section(summary, "balancer"), _section(summary, "slo")
-    rows = [
-        ("scenario", f"{name} (seed {summary.get('seed', '?')})"),
-        ("simulated", _fmt(_num(summary, "duration"), _seconds)),
-        (
-            "requests",
-            f"{_fmt(_num(req, 'arrived'), _count)} arrived, "
-            f"{_fmt(_num(req, 'completed'), _count)} completed, "
-            f"{_fmt(_num(req, 'failed'), _count)} failed, "
-            f"{_fmt(_num(req, 'in_flight'), _count)} in flight "
-            f"({_fmt(_num(summary, 'rps'), lambda x: f'{x:.1f}')} rps)",
-        ),
-        (
-            "latency",
-            "  ".join(f"{k} {_fmt(_num(lat, k), _ms)}" for k in ("mean", "p50", "p95", "p99")),
-        ),
-        ("errors", _errors(summary)),
-    ]
-    if cdn:
-        rows.append(
-            (
-                "cdn",
-                f"hit ratio {_fmt(_num(cdn, 'hit_ratio'), _pct)} "
-                f"({_fmt(_num(cdn, 'hits'), _count)} hits, "
-                f"{_fmt(_num(cdn, 'misses'), _count)} misses, "
-                f"{_fmt(_num(cdn, 'collapsed'), _count)} collapsed, "
-                f"{_fmt(_num(cdn, 'origin_fetches'), _count)} origin fetches)",
-            )
-        )
-    if scaler:
-        rows.append(
-            (
-                "autoscaler",
-                f"{_fmt(_num(scaler, 'actions'), _count)} actions "
-                f"({_fmt(_num(scaler, 'scale_ups'), _count)} up, "
-                f"{_fmt(_num(scaler, 'scale_downs'), _count)} down); "
-                f"replicas {_fmt(_num(scaler, 'replicas'), _count)} "
-                f"(max {_fmt(_num(scaler, 'max_replicas'), _count)})",
-            )
-        )
-    if lb:
-        rows.append(
-            (
-                "balancer",
-                f"{lb.get('algorithm', '?')}; "
-                f"{_fmt(_num(lb, 'ejections'), _count)} ejections, "
-                f"{_fmt(_num(lb, 'health_changes'), _count)} health changes, "
-                f"{_fmt(_num(lb, 'retries'), _count)} retries",
-            )
-        )
-    if slo:
-        rows.append(
-            (
-                "slo",
-                f"target {_fmt(_num(slo, 'target'), _pct)}, "
-                f"good {_fmt(_num(slo, 'good_ratio'), _pct)}, "
-                f"error budget left {_fmt(_num(slo, 'budget_remaining'), _pct)}",
-            )
-        )
-    db = _section(summary, "database")
-    if db.get("enabled"):
-        rows.append(
-            (
-                "database",
-                f"{db.get('mode', '?')}, leader {db.get('leader', '?')}; "
-                f"{_fmt(_num(db, 'failovers'), _count)} failovers, "
-                f"{_fmt(_num(db, 'lost_writes'), _count)} lost writes, "
-                f"{_fmt(_num(db, 'conflicts'), _count)} conflicts, "
-                f"{_fmt(_num(db, 'rewound'), _count)} rewound, "
-                f"{_fmt(_num(db, 'stale_reads'), _count)} stale reads, "
-                f"{_fmt(_num(db, 'backups'), _count)} backups",
-            )
-        )
-        restore = db.get("last_restore")
-        if isinstance(restore, dict) and restore:
-            rows.append(
-                (
-                    "restore",
-                    f"to {_fmt(_num(restore, 'recovery_point'), _seconds)}: "
-                    f"RTO {_fmt(_num(restore, 'rto'), _seconds)}, "
-                    f"RPO {_fmt(_num(restore, 'rpo'), _seconds)}, "
-                    f"{_fmt(_num(restore, 'restored'), _count)} writes kept, "
-                    f"{_fmt(_num(restore, 'discarded'), _count)} dropped",
-                )
-            )
-    storage = _section(summary, "storage")
-    if storage:
-        where = storage.get("data_dir") or "memory"
-        rows.append(
-            (
-                "storage",
-                f"{_fmt(_num(storage, 'rows_written'), _count)} rows in SQLite ({where}), "
-                f"{_fmt(_num(storage, 'backpressure_waits'), _count)} back-pressure waits",
-            )
-        )
-    consistency = _section(summary, "consistency")
-    if consistency:
-        ok = consistency.get("ok")
-        rows.append(("consistency", "every node's rows match the model" if ok else "MISMATCH"))
-    faults = summary.get("faults")
-    if isinstance(faults, list):
-        rows.append(("faults", "; ".join(str(f) for f in faults) if faults else "none"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def _errors(summary: dict[str, Any]) -> str:
-    text = f"{_fmt(_num(summary, 'error_rate'), _pct)} of requests"
-    causes = _section(summary, "errors")
-    counted = [(str(k), v) for k, v in causes.items() if isinstance(v, int | float) and v]
-    if counted:
-        counted.sort(key=lambda kv: (-kv[1], kv[0]))
-        text += " (" + ", ".join(f"{k} {int(v)}" for k, v in counted) + ")"
-    return text
 
 
 # --- entry point --------------------------------------------------------------------------
@@ -488,9 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: {line}", file=sys.stderr)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        how = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+        print(f"{PROG}: interrupted{how}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader went away (``stackyard scenarios | head -1``): stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -34,22 +34,43 @@ DistributionKind = Literal["exponential", "deterministic", "lognormal", "gamma",
 ENDPOINTS = ("static", "read", "write")
 
 
-def dur(default: float, *, min: float = 0.0, max: float | None = None) -> Any:
+MAX_DURATION = 366 * 86400.0
+"""The longest duration any field takes (a year): long enough for any experiment, short enough
+that arithmetic on it never overflows."""
+MAX_NUMBER = 1e9
+"""The largest value a number field takes unless it says otherwise."""
+MAX_RATE = 100_000.0
+"""Total arrivals per second a scenario may ask for at its peak (rate x pattern x scheduled
+spikes); the engine simulates roughly 25,000 requests per CPU second."""
+MAX_FAULTS = 1000
+"""Faults one scenario file may schedule."""
+
+
+def dur(default: float, *, min: float = 0.0, max: float = MAX_DURATION) -> Any:
     """A duration field (seconds; files may write ``"250ms"``, ``"30s"``, ``"10m"``, ``"1h"``)."""
     return field(default=default, metadata={"unit": "duration", "min": min, "max": max})
 
 
-def num(default: float | int, *, min: float | None = None, max: float | None = None) -> Any:
+def num(default: float | int, *, min: float | None = None, max: float = MAX_NUMBER) -> Any:
     """A bounded number field."""
     return field(default=default, metadata={"min": min, "max": max})
 
 
+def text(default: str, *, max_len: int = 100) -> Any:
+    """A string field of at most ``max_len`` characters."""
+    return field(default=default, metadata={"max_len": max_len})
+
+
+# A table (dict) or array field may say ``max_len`` (entries); a table of numbers may also say
+# ``min`` and ``max`` for its entries.
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    name: str = "custom"
-    description: str = ""
+    name: str = text("custom")
+    description: str = text("", max_len=1000)
     duration: float = dur(600.0, min=0.001)
-    seed: int = 1
+    seed: int = num(1, min=-(2**63), max=2**63 - 1)
     snapshot_interval: float = dur(0.25, min=0.01)
 
 
@@ -62,7 +83,7 @@ class PatternConfig:
     kind: PatternKind = "constant"
     start: float = dur(0.0)
     length: float = dur(60.0)
-    factor: float = num(2.0, min=0.0)
+    factor: float = num(2.0, min=0.0, max=1000.0)
     amplitude: float = num(0.5, min=0.0, max=1.0)
     period: float = dur(600.0, min=1.0)
 
@@ -84,7 +105,7 @@ class ArrivalConfig:
 
 @dataclass(frozen=True)
 class RegionConfig:
-    rate: float = num(200.0, min=0.0)
+    rate: float = num(200.0, min=0.0, max=MAX_RATE)
     """Requests per second at multiplier 1."""
     pattern: PatternConfig = field(default_factory=PatternConfig)
     arrivals: ArrivalConfig = field(default_factory=ArrivalConfig)
@@ -94,9 +115,9 @@ class RegionConfig:
 class MixConfig:
     """Endpoint mix: fractions of requests; they are normalised to sum to 1."""
 
-    static: float = num(0.5, min=0.0)
-    read: float = num(0.35, min=0.0)
-    write: float = num(0.15, min=0.0)
+    static: float = num(0.5, min=0.0, max=1e6)
+    read: float = num(0.35, min=0.0, max=1e6)
+    write: float = num(0.15, min=0.0, max=1e6)
 
 
 def _default_regions() -> dict[str, RegionConfig]:
@@ -105,12 +126,13 @@ def _default_regions() -> dict[str, RegionConfig]:
 
 @dataclass(frozen=True)
 class TrafficConfig:
-    regions: dict[str, RegionConfig] = field(default_factory=_default_regions)
+    regions: dict[str, RegionConfig] = field(
+        default_factory=_default_regions, metadata={"max_len": 16})
     mix: MixConfig = field(default_factory=MixConfig)
-    keys: int = num(10_000, min=1)
+    keys: int = num(10_000, min=1, max=1_000_000)
     """Distinct objects/items; popularity follows Zipf(zipf_s)."""
     zipf_s: float = num(1.0, min=0.0, max=5.0)
-    sticky_clients: int = num(5_000, min=1)
+    sticky_clients: int = num(5_000, min=1, max=10_000_000)
     """Distinct client ids (consistent hashing keys on the client)."""
 
 
@@ -120,7 +142,7 @@ class LinkConfig:
     jitter: float = dur(0.001)
     loss: float = num(0.0, min=0.0, max=1.0)
     """Packet loss probability; a lost packet costs a TCP retransmission timeout."""
-    bandwidth: float = num(0.0, min=0.0)
+    bandwidth: float = num(0.0, min=0.0, max=1e7)
     """Requests per second the link carries before queueing (0 = unlimited)."""
 
 
@@ -138,7 +160,8 @@ def _default_links() -> dict[str, LinkConfig]:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    links: dict[str, LinkConfig] = field(default_factory=_default_links)
+    links: dict[str, LinkConfig] = field(
+        default_factory=_default_links, metadata={"max_len": 64})
     """``client-<region>`` (client to its edge), ``edge-<region>`` (edge to the balancer),
     ``lb-app`` (balancer to containers), ``app-db`` (containers to the database), ``db-repl``
     (between database nodes: replication and the leader lease)."""
@@ -151,7 +174,7 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class CdnConfig:
     enabled: bool = True
-    capacity: int = num(2_000, min=0)
+    capacity: int = num(2_000, min=0, max=1_000_000)
     """Objects each edge can hold (LRU)."""
     ttl: float = dur(300.0, min=0.0)
     collapse: bool = True
@@ -165,15 +188,15 @@ class CdnConfig:
 @dataclass(frozen=True)
 class HealthConfig:
     interval: float = dur(2.0, min=0.01)
-    fall: int = num(3, min=1)
-    rise: int = num(2, min=1)
+    fall: int = num(3, min=1, max=10_000)
+    rise: int = num(2, min=1, max=10_000)
     timeout: float = dur(1.0, min=0.001)
 
 
 @dataclass(frozen=True)
 class EjectionConfig:
     enabled: bool = True
-    consecutive_5xx: int = num(5, min=1)
+    consecutive_5xx: int = num(5, min=1, max=10_000)
     base_time: float = dur(30.0)
     max_percent: float = num(0.10, min=0.0, max=1.0)
 
@@ -193,39 +216,40 @@ class BalancerConfig:
     slow_start: float = dur(30.0)
     drain_timeout: float = dur(30.0)
     ewma_decay: float = dur(10.0, min=0.001)
-    hash_replicas: int = num(64, min=1)
-    weights: dict[str, float] = field(default_factory=dict)
+    hash_replicas: int = num(64, min=1, max=1000)
+    weights: dict[str, float] = field(
+        default_factory=dict, metadata={"max_len": 1000, "min": 0.0, "max": 1e6})
     """weighted_round_robin: weight per VM name (containers inherit); default 1."""
 
 
 @dataclass(frozen=True)
 class HostConfig:
-    count: int = num(4, min=1)
-    cores: int = num(16, min=1)
-    memory_gb: float = num(64.0, min=0.1)
+    count: int = num(4, min=1, max=1000)
+    cores: int = num(16, min=1, max=1024)
+    memory_gb: float = num(64.0, min=0.1, max=65_536.0)
     reboot: float = dur(180.0)
 
 
 @dataclass(frozen=True)
 class VmConfig:
-    vcpus: int = num(4, min=1)
-    memory_gb: float = num(16.0, min=0.1)
+    vcpus: int = num(4, min=1, max=1024)
+    memory_gb: float = num(16.0, min=0.1, max=65_536.0)
     boot: float = dur(45.0)
-    initial: int = num(2, min=0)
-    min: int = num(1, min=0)
-    max: int = num(16, min=1)
+    initial: int = num(2, min=0, max=1000)
+    min: int = num(1, min=0, max=1000)
+    max: int = num(16, min=1, max=1000)
     idle_shutdown: float = dur(300.0)
 
 
 @dataclass(frozen=True)
 class ContainerConfig:
-    cpu: float = num(1.0, min=0.01)
+    cpu: float = num(1.0, min=0.01, max=1024.0)
     """CPU limit in cores (also the HPA's utilisation denominator)."""
-    memory_mb: float = num(512.0, min=1.0)
-    base_memory_mb: float = num(200.0, min=0.0)
-    memory_per_request_mb: float = num(4.0, min=0.0)
-    workers: int = num(8, min=1)
-    queue: int = num(64, min=0)
+    memory_mb: float = num(512.0, min=1.0, max=1_048_576.0)
+    base_memory_mb: float = num(200.0, min=0.0, max=1_048_576.0)
+    memory_per_request_mb: float = num(4.0, min=0.0, max=1_048_576.0)
+    workers: int = num(8, min=1, max=1000)
+    queue: int = num(64, min=0, max=100_000)
     start: float = dur(3.0)
     backoff_initial: float = dur(10.0)
     backoff_max: float = dur(300.0)
@@ -260,15 +284,15 @@ class ServiceConfig:
 @dataclass(frozen=True)
 class AutoscalerConfig:
     enabled: bool = True
-    initial: int = num(4, min=0)
-    min: int = num(2, min=0)
-    max: int = num(40, min=1)
+    initial: int = num(4, min=0, max=1000)
+    min: int = num(2, min=0, max=1000)
+    max: int = num(40, min=1, max=1000)
     target: float = num(0.6, min=0.01, max=1.0)
     tolerance: float = num(0.1, min=0.0, max=1.0)
     period: float = dur(15.0, min=0.1)
     stabilization: float = dur(300.0)
-    max_up_percent: float = num(1.0, min=0.0)
-    max_up_pods: int = num(4, min=0)
+    max_up_percent: float = num(1.0, min=0.0, max=100.0)
+    max_up_pods: int = num(4, min=0, max=1000)
 
 
 @dataclass(frozen=True)
@@ -307,7 +331,7 @@ class BackupConfig:
     """The log archive is shipped this often (the PITR recovery point lags by up to this)."""
     restore_base: float = dur(20.0)
     """Fixed time to lay down a base backup."""
-    replay_rate: float = num(5000.0, min=1.0)
+    replay_rate: float = num(5000.0, min=1.0, max=1e7)
     """Archived log records replayed per second during a restore."""
     retention: int = num(2, min=1, max=100)
     """Base backups kept (the empty database at 0 s counts while it is among them); the
@@ -320,7 +344,7 @@ class DatabaseConfig:
 
     enabled: bool = True
     replicas: int = num(2, min=0, max=8)
-    pool: int = num(20, min=1)
+    pool: int = num(20, min=1, max=10_000)
     """Connections per node: queries beyond this queue."""
     read: float = dur(0.002)
     """Mean query time of a read (exponential), before disk slowness."""
@@ -328,13 +352,13 @@ class DatabaseConfig:
     """Mean CPU time of a write, before its commit's fsync."""
     fsync: float = dur(0.002)
     """Disk flush latency paid by every commit (and by replicas confirming)."""
-    apply_rate: float = num(2000.0, min=0.1)
+    apply_rate: float = num(2000.0, min=0.1, max=1e7)
     """Log records per second a replica applies."""
     wal_keep: int = num(100_000, min=100, max=10_000_000)
     """Log records a node keeps for replicas that have not applied them yet (PostgreSQL's
     max_slot_wal_keep_size); a replica further behind is re-cloned from the primary."""
     replication: Replication = "async"
-    sync_replicas: int = num(1, min=1)
+    sync_replicas: int = num(1, min=1, max=8)
     """sync / semi_sync: a write is acknowledged after this many replicas confirm it."""
     semi_sync_timeout: float = dur(10.0, min=0.001)
     reads_from: Literal["replicas", "primary"] = "replicas"
@@ -357,12 +381,13 @@ class SloConfig:
 class FaultSpec:
     """A fault a scenario schedules: inject ``kind`` on ``target`` at ``at`` for ``duration``."""
 
-    kind: str = ""
+    kind: str = text("")
     at: float = dur(0.0)
-    target: str = ""
+    target: str = text("")
     duration: float = dur(0.0)
     """0 = until cleared."""
-    params: dict[str, float | str | bool] = field(default_factory=dict)
+    params: dict[str, float | str | bool] = field(
+        default_factory=dict, metadata={"max_len": 16})
 
 
 @dataclass(frozen=True)
@@ -375,7 +400,7 @@ class Scenario:
     app: AppConfig = field(default_factory=AppConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     slo: SloConfig = field(default_factory=SloConfig)
-    faults: list[FaultSpec] = field(default_factory=list)
+    faults: list[FaultSpec] = field(default_factory=list, metadata={"max_len": MAX_FAULTS})
 
 
 class ScenarioError(Exception):

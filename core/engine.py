@@ -7,50 +7,43 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from stackyard.core.config import ALGORITHMS, FaultSpec, Scenario, ScenarioError
-from stackyard.core.faults import (
-    CATALOGUE,
-    ActiveFault,
-    FaultError,
-    claims,
-    resolve_params,
-    target_problem,
-)
+from msgspec.structs import replace
+
+from stackyard.core.catalogue import CATALOGUE
+from stackyard.core.commands import Action, CommandError
+from stackyard.core.config import FaultSpec, Scenario, ScenarioError
+from stackyard.core.faults import ActiveFault, FaultError
 from stackyard.core.kernel import Kernel
 from stackyard.core.model.database import StorageSink
 from stackyard.core.model.world import World
-from stackyard.core.protocol import Command, Event, Snapshot
+from stackyard.core.protocol import Command, Event, RunSummary, Severity, Snapshot, show
 
 from . import snapshot as views
 
-if TYPE_CHECKING:
-    from stackyard.core.storage import Storage
+__all__ = ["CommandError", "Engine", "Relief", "Sampler"]
+
+Sampler = Callable[["Engine"], None]
+"""Called at fixed simulated times with the engine (see :meth:`Engine.sample_every`)."""
 
 
-class CommandError(ValueError):
-    """A command the engine cannot apply; the message says what was expected."""
+class Relief(Protocol):
+    """Something that writes behind the engine (storage, a recorder) and may need it to wait."""
 
+    async def relieve(self) -> None: ...
 
-CONTROL_COMMANDS = {
-    "clear": "clear an active fault (target: its id, e.g. f3)",
-    "clear_all": "clear every active fault",
-    "undo": "clear the most recent active fault",
-    "set_algorithm": "switch the balancer algorithm (params: name)",
-    "set_replicas": "set the deployment's replica count (params: n)",
-    "set_autoscaler": "turn the autoscaler on or off (params: enabled)",
-    "set_retries": "set balancer retries (params: retries, budget)",
-    "set_timeout": "set the balancer's per-attempt timeout (params: seconds)",
-    "switchover": "hand the primary role to a replica gracefully (target: a replica, optional)",
-    "set_replication": "set the replication mode (params: mode async|sync|semi_sync, k)",
-    "set_fencing": "turn primary self-fencing on or off (params: enabled)",
-    "restore": "point-in-time restore of the database (params: time, default latest)",
-    "backup": "take a full base backup now",
+    async def flush(self) -> None: ...
+
+_PATTERNS = {
+    "container": (re.compile(r"^app-\d+$"), "a container id such as app-1"),
+    "vm": (re.compile(r"^vm-\d+$"), "a VM id such as vm-1"),
+    "fault": (re.compile(r"^f\d+$"), "an active fault id such as f1"),
 }
-REPLICATION_MODES = ("async", "sync", "semi_sync")
+"""Ids of things that come and go: a command scheduled for later is checked against these."""
 
 
 class Engine:
@@ -72,27 +65,43 @@ class Engine:
         self._scheduled: list[tuple[float, int, Command]] = []
         """Commands waiting for their time (run by :meth:`run_until`, after that instant's
         events)."""
+        self._sampler: Sampler | None = None
+        self._sample_every = 0.0
+        self._sample_k = 0
+        """The next sample is due at ``_sample_k * _sample_every``."""
         _check_links(scenario)
         self.world = World(scenario, self.kernel, self.emit)
         problems = [p for i, spec in enumerate(scenario.faults) for p in self._check_spec(i, spec)]
         if problems:
             raise ScenarioError(problems)
         for i, spec in enumerate(scenario.faults):
-            params: dict[str, Any] = dict(spec.params)
-            if spec.duration:
-                params["duration"] = spec.duration
             try:
-                self.apply(Command(spec.kind, spec.target, params, at=spec.at))
+                self.apply(self._spec_command(spec))
             except CommandError as exc:
                 raise ScenarioError([f"faults[{i}]: {exc}"]) from exc
 
     # -- events -----------------------------------------------------------------------------
 
-    def emit(self, severity: str, component: str, kind: str, message: str, why: str) -> None:
-        ev = Event(self.kernel.now, severity, component, kind, message, why)  # type: ignore[arg-type]
+    def emit(self, severity: Severity, component: str, kind: str, message: str,
+             why: str) -> None:
+        ev = Event(time=self.kernel.now, severity=severity, component=component, kind=kind,
+                   message=message, why=why)
         self._pending_events.append(ev)
         self.events.append(ev)
         self.event_count += 1
+
+    def _emit_before(self, mark: int, severity: Severity, component: str, kind: str,
+                     message: str, why: str) -> None:
+        """Emit an event placed before those emitted since ``mark`` (a cause logged after its
+        effects were, because its *why* was known only once they had happened)."""
+        self.emit(severity, component, kind, message, why)
+        after = len(self._pending_events) - 1 - mark
+        if after <= 0 or after >= len(self.events):
+            return
+        pending, events = self._pending_events, self.events
+        pending.insert(mark, pending.pop())
+        ev = events.pop()
+        events.insert(len(events) - after, ev)
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -103,7 +112,19 @@ class Engine:
     def run_until(self, t: float) -> None:
         """Advance the clock to ``t``. A command scheduled at time ``c`` runs after every event
         due at ``c``, exactly as a live command sent when the clock reads ``c`` would; so
-        replaying a run's command log reproduces it."""
+        replaying a run's command log reproduces it. A sampler (:meth:`sample_every`) is called
+        at each of its times on the way, after that instant's events and scheduled commands."""
+        sampler = self._sampler
+        if sampler is not None:
+            every = self._sample_every
+            while self._sample_k * every <= t and self._sampler is sampler:
+                due = self._sample_k * every
+                self._run_until(due)
+                self._sample_k += 1
+                sampler(self)
+        self._run_until(t)
+
+    def _run_until(self, t: float) -> None:
         kernel = self.kernel
         scheduled = self._scheduled
         while scheduled and scheduled[0][0] <= t:
@@ -131,7 +152,7 @@ class Engine:
     async def run_async(
         self,
         seconds: float,
-        storage: Storage | None = None,
+        storage: Relief | None = None,
         progress: Callable[[float], None] | None = None,
         slice_seconds: float = 1.0,
     ) -> None:
@@ -148,6 +169,22 @@ class Engine:
         if storage is not None:
             await storage.flush()
 
+    def sample_every(self, interval: float, sampler: Sampler | None) -> None:
+        """Call ``sampler(engine)`` at every multiple of ``interval`` simulated seconds from now
+        on (now included, if it is one), however the clock is advanced; None stops it. It reads
+        the engine's state and schedules nothing, so a sampled run is the same run."""
+        if sampler is None:
+            self._sampler = None
+            return
+        if not (math.isfinite(interval) and interval > 0):
+            raise ValueError(f"sample_every: expected an interval > 0, got {interval!r}")
+        self._sample_every = interval
+        self._sample_k = math.ceil(self.kernel.now / interval)
+        self._sampler = sampler
+        if self._sample_k * interval == self.kernel.now:
+            self._sample_k += 1
+            sampler(self)
+
     def attach_storage(self, sink: StorageSink) -> None:
         """Mirror every database node's applied rows into ``sink`` (from t=0 only)."""
         db = self.world.db
@@ -161,7 +198,11 @@ class Engine:
         return list(self.world.db.nodes) if self.world.db is not None else []
 
     def step(self) -> bool:
-        """Run exactly one event (or the scheduled command due before it)."""
+        """Run exactly one event (or the scheduled command, or the sample, due before it)."""
+        if self._sampler is not None and self._sample_k * self._sample_every <= \
+                self.kernel.peek():
+            self.run_until(self._sample_k * self._sample_every)
+            return True
         if self._scheduled and self._scheduled[0][0] <= self.kernel.peek():
             self.run_until(self._scheduled[0][0])
             return True
@@ -170,235 +211,155 @@ class Engine:
     # -- commands ---------------------------------------------------------------------------
 
     def apply(self, cmd: Command) -> str:
-        """Apply ``cmd`` now, or schedule it at ``cmd.at``; returns a fault id or ''.
-
-        Raises CommandError for a command that cannot apply (nothing changes then)."""
-        self._validate(cmd)
+        """Apply ``cmd`` now, or schedule it at ``cmd.at``; returns its result (a fault id for a
+        fault) or ''. Raises CommandError for a command that cannot apply (nothing changes)."""
+        action = self._action(cmd)
+        self._validate(action, cmd)
         if cmd.at is not None and cmd.at > self.kernel.now:
             self._cmd_seq += 1
             heapq.heappush(self._scheduled, (cmd.at, self._cmd_seq, cmd))
             return ""
-        return self._execute(cmd)
+        # Logged with ``at`` None: applied as soon as seen, not scheduled (a replay tells them
+        # apart: a scheduled command that fails leaves an event, an immediate one does not).
+        return self._execute(replace(cmd, at=None) if cmd.at is not None else cmd)
 
-    def _validate(self, cmd: Command) -> None:
-        if cmd.kind in CONTROL_COMMANDS:
-            return
-        kind = CATALOGUE.get(cmd.kind)
-        if kind is None:
-            known = ", ".join([*CATALOGUE, *CONTROL_COMMANDS])
-            raise CommandError(f"command.kind: expected one of {known}; got {cmd.kind!r}")
-        problem = target_problem(self.world, kind, cmd.target, strict=cmd.at is None)
+    def _action(self, cmd: Command) -> Action:
+        action = CATALOGUE.get(cmd.kind)
+        if action is None:
+            known = ", ".join(CATALOGUE)
+            raise CommandError(f"command.kind: expected one of {known}; got {show(cmd.kind)}")
+        if action.group == "driver":
+            raise CommandError(f"{cmd.kind}: a driver command (pause, speed, step): send it "
+                               "through a session, not to the engine")
+        return action
+
+    def _validate(self, action: Action, cmd: Command) -> None:
+        if cmd.at is not None and not math.isfinite(cmd.at):
+            raise CommandError(f"{cmd.kind}.at: expected a time in seconds, got {show(cmd.at)}")
+        problem = self.target_problem(action, cmd.target, strict=cmd.at is None)
         if problem:
             raise CommandError(f"{cmd.kind}.target: {problem}")
-        try:
-            resolve_params(kind, {k: v for k, v in cmd.params.items() if k != "duration"})
-        except FaultError as exc:
-            raise CommandError(str(exc)) from exc
-        d = cmd.params.get("duration", 0)
-        if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < 1e9:
-            raise CommandError(f"{cmd.kind}.duration: expected seconds >= 0, got {d!r}")
-        if cmd.at is not None and not (isinstance(cmd.at, int | float) and math.isfinite(cmd.at)):
-            raise CommandError(f"{cmd.kind}.at: expected a time in seconds, got {cmd.at!r}")
+        action.resolve(cmd.params, self, partial=False)
+
+    def target_problem(self, action: Action, target: str, strict: bool) -> str | None:
+        """Why ``target`` does not fit ``action`` (None if it does). Containers, VMs and faults
+        come and go, so outside ``strict`` mode only their id's pattern is checked."""
+        kinds = action.targets
+        if not kinds:
+            return None if not target else \
+                f"expected no target for {action.name}, got {show(target)}"
+        if not target:
+            return None if action.target_optional else \
+                f"expected {self._describe(kinds)}, got nothing"
+        for kind in kinds:
+            if kind == "fault" and target in self.faults:
+                return None
+            if kind != "fault" and self.world.find(kind, target) is not None:
+                return None
+            if not strict and kind in _PATTERNS and _PATTERNS[kind][0].match(target):
+                return None
+        return f"expected {self._describe(kinds)}, got {show(target)}"
+
+    def _describe(self, kinds: tuple[str, ...]) -> str:
+        if len(kinds) == 1 and kinds[0] in _PATTERNS:
+            return _PATTERNS[kinds[0]][1]
+        if len(kinds) > 1:
+            return "a " + ", ".join(kinds[:-1]) + f" or {kinds[-1]} id"
+        names = self.world.ids(kinds[0])
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        return f"one of {shown}" if names else f"a {kinds[0]} (there is none)"
 
     def _execute(self, cmd: Command) -> str:
+        action = CATALOGUE[cmd.kind]
         self.commands.append((self.kernel.now, cmd))
-        handler = getattr(self, f"_cmd_{cmd.kind}", None)
-        if handler is not None:
-            result: str = handler(cmd)
-            return result
-        return self._inject(cmd)
-
-    def _inject(self, cmd: Command) -> str:
-        kind = CATALOGUE[cmd.kind]
-        problem = target_problem(self.world, kind, cmd.target, strict=True)
+        if action.group == "fault":
+            return self._inject(action, cmd)
+        problem = self.target_problem(action, cmd.target, strict=True)
         if problem:
             raise CommandError(f"{cmd.kind}.target: {problem}")
-        duration = float(cmd.params.get("duration", 0) or 0)
-        params = resolve_params(kind, {k: v for k, v in cmd.params.items() if k != "duration"})
-        if kind.clear is not None:
-            mine = claims(kind.name, cmd.target, self.world)
+        params = action.resolve(cmd.params, self)
+        result: str = action.apply(self, cmd.target, params)
+        return result
+
+    def _inject(self, action: Action, cmd: Command) -> str:
+        problem = self.target_problem(action, cmd.target, strict=True)
+        if problem:
+            raise CommandError(f"{cmd.kind}.target: {problem}")
+        params = action.resolve(cmd.params, self)
+        duration = float(params.pop("duration", 0.0) or 0.0)
+        if action.reversible:
+            mine = self._claims(action, cmd.target)
             for other in self.faults.values():
-                if mine & claims(other.kind, other.target, self.world):
+                if mine & self._claims(CATALOGUE[other.kind], other.target):
                     raise CommandError(
                         f"{cmd.kind}.target: {other.kind} is already active on "
                         f"{other.target or 'everything'} as {other.id}; clear it first"
                     )
         now = self.kernel.now
         self._fault_seq += 1
-        fault = ActiveFault(f"f{self._fault_seq}", kind.name, cmd.target, params, now,
-                            now + duration if duration and kind.clear else None)
+        fault = ActiveFault(f"f{self._fault_seq}", action.name, cmd.target, params, now,
+                            now + duration if duration and action.reversible else None)
+        mark = len(self._pending_events)
         try:
-            why = kind.inject(self.world, cmd.target, params, fault)
+            why = action.apply(self.world, cmd.target, params, fault)
         except FaultError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(f"{cmd.kind}: {exc}") from exc
         where = fault.target or "everything"
-        self.fault_log.append(f"{now:.1f}s {kind.name} {where}".rstrip())
-        self.emit("warning", fault.target or "engine", "fault",
-                  f"fault {fault.id}: {kind.name} on {where}", why)
-        if kind.clear is not None:
+        self.fault_log.append(f"{now:.1f}s {action.name} {where}".rstrip())
+        self._emit_before(mark, "warning", fault.target or "engine", "fault",
+                          f"fault {fault.id}: {action.name} on {where}", why)
+        if action.reversible:
             self.faults[fault.id] = fault
             if fault.until is not None:
                 self.kernel.call_at(fault.until, self._expire_fault, fault.id)
         return fault.id
 
+    def _claims(self, action: Action, target: str) -> frozenset[str]:
+        if action.claims is not None:
+            return action.claims(self.world, target)
+        return frozenset({f"{action.name}:{target}"})
+
     def _expire_fault(self, fault_id: str) -> None:
         if fault_id in self.faults:
-            self._clear(fault_id, "its duration ended")
+            self.clear_fault(fault_id, "its duration ended")
 
-    def _clear(self, fault_id: str, why: str) -> None:
+    def clear_fault(self, fault_id: str, why: str) -> None:
+        """End an active fault: its kind's ``clear`` restores what it changed."""
         fault = self.faults.pop(fault_id)
         clear = CATALOGUE[fault.kind].clear
         assert clear is not None
-        clear(self.world, fault.target, fault.params, fault)
-        self.emit("info", fault.target or "engine", "fault_cleared",
-                  f"fault {fault.id} cleared: {fault.kind} on {fault.target or 'everything'}",
-                  why)
-
-    def _cmd_clear(self, cmd: Command) -> str:
-        if cmd.target not in self.faults:
-            active = ", ".join(self.faults) or "none"
-            raise CommandError(f"clear.target: expected an active fault id ({active}), "
-                               f"got {cmd.target!r}")
-        self._clear(cmd.target, "cleared by the user")
-        return cmd.target
-
-    def _cmd_clear_all(self, cmd: Command) -> str:
-        for fid in list(self.faults):
-            self._clear(fid, "cleared by the user (all)")
-        return ""
-
-    def _cmd_undo(self, cmd: Command) -> str:
-        if not self.faults:
-            raise CommandError("undo: no active fault to undo")
-        fid = next(reversed(self.faults))
-        self._clear(fid, "undone by the user")
-        return fid
-
-    def _param(self, cmd: Command, name: str, kind: type) -> Any:
-        value = cmd.params.get(name)
-        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            raise CommandError(f"{cmd.kind}.{name}: expected a {kind.__name__}, got {value!r}")
-        return value
-
-    def _cmd_set_algorithm(self, cmd: Command) -> str:
-        name = self._param(cmd, "name", str)
-        if name not in ALGORITHMS:
-            raise CommandError(f"set_algorithm.name: expected one of {', '.join(ALGORITHMS)}, "
-                               f"got {name!r}")
-        self.world.balancer.set_algorithm(name)
-        self.emit("info", "balancer", "algorithm", f"balancer algorithm: {name}",
-                  "changed by the user")
-        return ""
-
-    def _cmd_set_replicas(self, cmd: Command) -> str:
-        n = self._param(cmd, "n", int)
-        cluster = self.world.cluster
-        most = cluster.cfg.vm.max * cluster.vm_capacity()
-        if not 0 <= n <= most:
-            raise CommandError(f"set_replicas.n: expected 0..{most} (what {cluster.cfg.vm.max} "
-                               f"VMs hold), got {n}")
-        self.world.cluster.set_replicas(n)
-        self.emit("info", "autoscaler", "replicas", f"replicas set to {n}", "set by the user")
-        return ""
-
-    def _cmd_set_autoscaler(self, cmd: Command) -> str:
-        on = self._param(cmd, "enabled", bool)
-        self.world.autoscaler.enabled = on
-        self.emit("info", "autoscaler", "autoscaler", f"autoscaler {'on' if on else 'off'}",
-                  "changed by the user")
-        return ""
-
-    def _cmd_set_retries(self, cmd: Command) -> str:
-        b = self.world.balancer
-        b.retries = int(self._param(cmd, "retries", int))
-        if "budget" in cmd.params:
-            b.retry_budget = float(self._param(cmd, "budget", float))
-        self.emit("info", "balancer", "retries", f"retries {b.retries}, budget {b.retry_budget:g}",
-                  "changed by the user")
-        return ""
-
-    def _cmd_set_timeout(self, cmd: Command) -> str:
-        seconds = float(self._param(cmd, "seconds", float))
-        if seconds < 0:
-            raise CommandError(f"set_timeout.seconds: expected >= 0, got {seconds}")
-        self.world.balancer.timeout = seconds
-        self.emit("info", "balancer", "timeout", f"per-attempt timeout {seconds:g} s",
-                  "changed by the user")
-        return ""
-
-    def _database(self, cmd: Command) -> Any:
-        if self.world.db is None:
-            raise CommandError(f"{cmd.kind}: this scenario has no database tier")
-        return self.world.db
-
-    def _cmd_switchover(self, cmd: Command) -> str:
-        db = self._database(cmd)
-        target = None
-        if cmd.target:
-            target = db.nodes.get(cmd.target)
-            if target is None:
-                raise CommandError(f"switchover.target: expected one of {', '.join(db.nodes)}, "
-                                   f"got {cmd.target!r}")
-        assert self.world.failover is not None
+        mark = len(self._pending_events)
         try:
-            chosen = self.world.failover.switchover(target)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-        return str(chosen.id)
+            clear(self.world, fault.target, fault.params, fault)
+        except FaultError as exc:  # what it changed is gone; there is nothing to restore
+            why = f"{why}; nothing to restore ({exc})"
+        self._emit_before(mark, "info", fault.target or "engine", "fault_cleared",
+                          f"fault {fault.id} cleared: {fault.kind} on "
+                          f"{fault.target or 'everything'}", why)
 
-    def _cmd_set_replication(self, cmd: Command) -> str:
-        db = self._database(cmd)
-        mode = self._param(cmd, "mode", str)
-        if mode not in REPLICATION_MODES:
-            raise CommandError(f"set_replication.mode: expected one of "
-                               f"{', '.join(REPLICATION_MODES)}, got {mode!r}")
-        k = int(self._param(cmd, "k", int)) if "k" in cmd.params else db.k
-        if not 1 <= k <= len(db.nodes) - 1:
-            raise CommandError(f"set_replication.k: expected 1..{len(db.nodes) - 1}, got {k}")
-        db.set_mode(mode, k)
-        self.emit("info", "database", "replication", f"replication: {mode}"
-                  + (f" (k={k})" if mode != "async" else ""), "changed by the user")
-        return ""
-
-    def _cmd_set_fencing(self, cmd: Command) -> str:
-        db = self._database(cmd)
-        db.fencing = bool(self._param(cmd, "enabled", bool))
-        self.emit("info", "database", "fencing", f"fencing {'on' if db.fencing else 'off'}",
-                  "changed by the user")
-        return ""
-
-    def _cmd_restore(self, cmd: Command) -> str:
-        self._database(cmd)
-        t = float(self._param(cmd, "time", float)) if "time" in cmd.params else None
-        assert self.world.backups is not None
-        try:
-            self.world.backups.restore(t)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-        return ""
-
-    def _cmd_backup(self, cmd: Command) -> str:
-        self._database(cmd)
-        assert self.world.backups is not None
-        if not self.world.backups.take():
-            raise CommandError("backup: no healthy primary to copy")
-        return ""
+    def _spec_command(self, spec: FaultSpec) -> Command:
+        params: dict[str, Any] = dict(spec.params)
+        if spec.duration:
+            params["duration"] = spec.duration
+        return Command(spec.kind, spec.target, params, at=spec.at, origin="file")
 
     def _check_spec(self, index: int, spec: FaultSpec) -> list[str]:
         where = f"faults[{index}]"
-        kind = CATALOGUE.get(spec.kind)
-        if kind is None:
-            return [f"{where}.kind: expected one of {', '.join(CATALOGUE)}, got {spec.kind!r}"]
+        action = CATALOGUE.get(spec.kind)
+        if action is None or action.group != "fault":
+            from stackyard.core.faults import FAULTS
+
+            return [f"{where}.kind: expected one of {', '.join(FAULTS)}, got {show(spec.kind)}"]
         problems = []
-        problem = target_problem(self.world, kind, spec.target, strict=False)
+        problem = self.target_problem(action, spec.target, strict=False)
         if problem:
             problems.append(f"{where}.target: {problem}")
+        if spec.duration and not action.reversible:
+            problems.append(f"{where}.duration: {spec.kind} heals on its own; expected no "
+                            "duration")
         try:
-            resolve_params(kind, dict(spec.params))
-        except FaultError as exc:
+            action.resolve(dict(spec.params), self)
+        except CommandError as exc:
             problems.append(f"{where}.params: {exc}")
         return problems
 
@@ -411,8 +372,8 @@ class Engine:
         self._pending_events.clear()
         return views.build(self, self._snap_seq, events)
 
-    def summary(self) -> dict[str, Any]:
-        """The run's figures as one JSON-serialisable dict (deterministic for a seed)."""
+    def summary(self) -> RunSummary:
+        """The run's figures (deterministic for a scenario, seed and command log)."""
         return views.summary(self)
 
 

@@ -18,15 +18,13 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-from stackyard.core.protocol import Snapshot
+from stackyard.core.controls import MAX_SPEED, MIN_SPEED, SPEEDS
+from stackyard.core.protocol import DriverStatus, Snapshot
 
-MIN_SPEED = 0.25
-MAX_SPEED = 100.0
-SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
-"""The speeds ``faster`` / ``slower`` step through."""
+__all__ = ["MAX_SPEED", "MIN_SPEED", "SPEEDS", "DriverStatus", "RealtimeDriver", "clamp_speed",
+           "next_speed"]
 
 
 class Steppable(Protocol):
@@ -40,19 +38,6 @@ class Steppable(Protocol):
     def step(self) -> bool: ...
 
     def snapshot(self) -> Snapshot: ...
-
-
-@dataclass(frozen=True)
-class DriverStatus:
-    """How the run is being driven, for a viewer's header."""
-
-    paused: bool
-    speed: float
-    """The speed asked for (simulated seconds per wall second)."""
-    achieved: float
-    """The speed reached over the last couple of seconds (0 while paused)."""
-    behind: bool
-    """True when the CPU could not keep up with ``speed`` recently."""
 
 
 def clamp_speed(speed: float) -> float:
@@ -114,7 +99,8 @@ class RealtimeDriver:
     @property
     def status(self) -> DriverStatus:
         behind = not self._paused and self._clock() < self._behind_until
-        return DriverStatus(self._paused, self._speed, self.achieved(), behind)
+        return DriverStatus(paused=self._paused, speed=self._speed, achieved=self.achieved(),
+                            behind=behind)
 
     @property
     def paused(self) -> bool:

@@ -11,7 +11,9 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import re
+import stat
 import tomllib
 import types
 import typing
@@ -20,7 +22,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from stackyard.core.config import ENDPOINTS, LinkConfig, Scenario, ScenarioError
+from stackyard.core.config import (
+    ENDPOINTS,
+    MAX_DURATION,
+    MAX_NUMBER,
+    MAX_RATE,
+    LinkConfig,
+    Scenario,
+    ScenarioError,
+)
 
 __all__ = [
     "ScenarioError",
@@ -50,6 +60,20 @@ _BUILTIN_PACKAGE = "stackyard.core.scenarios"
 _INVALID: Any = object()
 _TOO_DEEP = ("arrays or tables nested too deeply to read (a scenario needs at most a few "
              "levels)")
+MAX_FILE = 1024 * 1024
+"""Bytes in a scenario file (1,000 scheduled faults take about 100 KB)."""
+MAX_KEY_PARTS = 16
+"""Parts of one dotted key; the schema is at most five deep, and tomllib takes time quadratic
+in the parts of a key (50,000 parts: 14 s), so longer keys are refused before parsing."""
+_LONG_KEY = re.compile(
+    r"(?:(?>[A-Za-z0-9_-]+|\"[^\"\n]*\"|'[^'\n]*')[ \t]*+\.[ \t]*+)"
+    rf"{{{MAX_KEY_PARTS}}}")
+_SHOWN = 60
+"""Characters of a value shown in a message."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN - 3]}... ({len(text)} characters)"
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -57,6 +81,8 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"expected {_DURATION_HINT}, got {_describe(value)}")
     if isinstance(value, str):
+        if len(value) > 100:
+            raise ValueError(f"expected {_DURATION_HINT}, got {_cut(repr(value))}")
         body = value.strip().lower()
         sign = 1.0
         if body[:1] in ("+", "-"):
@@ -66,14 +92,22 @@ def parse_duration(value: str | int | float) -> float:
             seconds = float(body)
         except ValueError:
             if not body or not _DURATION.fullmatch(body):
-                raise ValueError(f"expected {_DURATION_HINT}, got {value!r}") from None
+                raise ValueError(f"expected {_DURATION_HINT}, got {_cut(repr(value))}") from None
             seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(body))
         seconds *= sign
     else:
-        seconds = float(value)
+        seconds = _float(value)
     if not math.isfinite(seconds):
-        raise ValueError(f"expected a finite duration, got {value!r}")
+        raise ValueError(f"expected a finite duration, got {_cut(repr(value))}")
     return seconds
+
+
+def _float(value: int | float) -> float:
+    """``float(value)``, with an integer too large for a float as infinity."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -84,7 +118,7 @@ def load_scenario(path: str | Path) -> Scenario:
     source = str(path)
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = _read_file(p)
     except FileNotFoundError:
         raise ScenarioError(["no such file"], source) from None
     except IsADirectoryError:
@@ -95,6 +129,19 @@ def load_scenario(path: str | Path) -> Scenario:
         reason = exc.strerror or str(exc)
         raise ScenarioError([f"cannot read: {reason}"], source) from None
     return _from_bytes(raw, source)
+
+
+def _read_file(path: Path) -> bytes:
+    """At most MAX_FILE + 1 bytes of the regular file ``path`` (a FIFO or a device would block
+    or never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise OSError(0, "not a regular file")
+        return f.read(MAX_FILE + 1)
 
 
 def scenario_from_dict(data: dict[str, Any], source: str) -> Scenario:
@@ -155,6 +202,8 @@ def _unknown_scenario(name: str) -> str:
 
 
 def _from_bytes(raw: bytes, source: str) -> Scenario:
+    if len(raw) > MAX_FILE:
+        raise ScenarioError([f"larger than {MAX_FILE // 1024} KiB; not a scenario"], source)
     if b"\x00" in raw:
         raise ScenarioError(["binary file, expected a UTF-8 TOML scenario"], source)
     try:
@@ -163,6 +212,12 @@ def _from_bytes(raw: bytes, source: str) -> Scenario:
         line = raw.count(b"\n", 0, exc.start) + 1
         msg = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}), expected TOML"
         raise ScenarioError([msg], source) from None
+    long_key = _LONG_KEY.search(text)
+    if long_key:
+        line = text.count("\n", 0, long_key.start()) + 1
+        raise ScenarioError([f"line {line}: a dotted key of more than {MAX_KEY_PARTS} parts "
+                             f"({_cut(long_key.group())}); scenario keys have at most five"],
+                            source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -184,6 +239,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _join(path: str, key: str) -> str:
     part = key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+    part = _cut(part)
     return f"{path}.{part}" if path else part
 
 
@@ -199,8 +255,8 @@ def _plain(value: Any) -> str:
     if isinstance(value, float):
         return _fmt(value)
     if isinstance(value, str):
-        return repr(value)
-    return str(value)
+        return _cut(repr(value))
+    return _cut(str(value))
 
 
 def _describe(value: Any) -> str:
@@ -208,19 +264,21 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"{_plain(value)} (a boolean)"
     if isinstance(value, int):
-        return f"{value} (an integer)"
+        return f"{_cut(str(value))} (an integer)"
     if isinstance(value, float):
         return f"{_fmt(value)} (a float)"
     if isinstance(value, str):
-        return f"{value!r} (a string)"
+        return f"{_cut(repr(value))} (a string)"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
         return "an array"
-    return f"{value} (a {type(value).__name__})"
+    return f"{_cut(str(value))} (a {type(value).__name__})"
 
 
 def _bounds(kind: str, lo: float | None, hi: float | None, unit: str = "") -> str:
+    if hi == MAX_DURATION:
+        return f"{kind} of at most {_fmt(hi / 86400)} days"
     if lo is not None and hi is not None:
         return f"{kind} between {_fmt(lo)}{unit} and {_fmt(hi)}{unit}"
     if lo is not None:
@@ -235,12 +293,19 @@ class _Builder:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self._failed: set[str] = set()
+        """Every path with a problem and every path above it (``faults[2].kind`` adds
+        ``faults``, ``faults[2]`` and ``faults[2].kind``): checks stay linear in the problems."""
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
+        for i, ch in enumerate(path):
+            if ch in ".[":
+                self._failed.add(path[:i])
+        self._failed.add(path)
 
     def failed_under(self, *prefixes: str) -> bool:
-        return any(p.startswith(prefixes) for p in self.problems)
+        return any(p in self._failed for p in prefixes)
 
     def build(self, data: Any) -> Scenario:
         if not isinstance(data, dict):
@@ -272,22 +337,26 @@ class _Builder:
         if dataclasses.is_dataclass(tp):
             return self.table(tp, value, path, current)  # type: ignore[arg-type]
         if origin is dict:
-            return self.mapping(typing.get_args(tp)[1], value, path, current)
+            return self.mapping(typing.get_args(tp)[1], value, path, current, meta)
         if origin is list:
-            return self.array(typing.get_args(tp)[0], value, path)
+            return self.array(typing.get_args(tp)[0], value, path, meta)
         if origin is Literal:
             return self.choice(typing.get_args(tp), value, path)
         if origin is types.UnionType or origin is typing.Union:
-            return self.scalar_union(typing.get_args(tp), value, path)
+            return self.scalar_union(typing.get_args(tp), value, path, meta)
         if tp is bool:
             if isinstance(value, bool):
                 return value
             self.fail(path, f"expected true or false, got {_describe(value)}")
             return _INVALID
         if tp is str:
-            if isinstance(value, str):
+            longest = meta.get("max_len", 100)
+            if not isinstance(value, str):
+                self.fail(path, f"expected a string, got {_describe(value)}")
+            elif len(value) > longest:
+                self.fail(path, f"expected at most {longest} characters, got {_plain(value)}")
+            else:
                 return value
-            self.fail(path, f"expected a string, got {_describe(value)}")
             return _INVALID
         if tp is int or tp is float:
             return self.number(tp, value, path, meta)
@@ -295,29 +364,36 @@ class _Builder:
 
     def number(self, tp: type, value: Any, path: str, meta: Any) -> Any:
         lo, hi = meta.get("min"), meta.get("max")
+        if hi in (MAX_DURATION, MAX_NUMBER):  # the general cap: named only when it is passed
+            shown_hi = hi if isinstance(value, int | float) and abs(_float(value)) > hi else None
+        else:
+            shown_hi = hi
         if meta.get("unit") == "duration":
             try:
                 x = parse_duration(value)
             except ValueError as exc:
                 self.fail(path, str(exc))
                 return _INVALID
-            expected = _bounds("a duration", lo, hi, " s")
+            shown_hi = hi if hi is not None and x > hi else shown_hi
+            expected = _bounds("a duration", lo, shown_hi, " s")
         elif tp is int:
             integral = isinstance(value, float) and value.is_integer()
             if isinstance(value, bool) or not (isinstance(value, int) or integral):
-                self.fail(path, f"expected {_bounds('an integer', lo, hi)}, got {_describe(value)}")
+                self.fail(path, f"expected {_bounds('an integer', lo, shown_hi)}, "
+                                f"got {_describe(value)}")
                 return _INVALID
             x = int(value)
-            expected = _bounds("an integer", lo, hi)
+            expected = _bounds("an integer", lo, shown_hi)
         else:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                self.fail(path, f"expected {_bounds('a number', lo, hi)}, got {_describe(value)}")
+                self.fail(path, f"expected {_bounds('a number', lo, shown_hi)}, "
+                                f"got {_describe(value)}")
                 return _INVALID
-            x = float(value)
+            x = _float(value)
             if not math.isfinite(x):
                 self.fail(path, f"expected a finite number, got {_plain(value)}")
                 return _INVALID
-            expected = _bounds("a number", lo, hi)
+            expected = _bounds("a number", lo, shown_hi)
         if (lo is not None and x < lo) or (hi is not None and x > hi):
             self.fail(path, f"expected {expected}, got {_plain(value)}")
             return _INVALID
@@ -333,14 +409,14 @@ class _Builder:
         self.fail(path, f"expected one of {listed}, got {got}{hint}")
         return _INVALID
 
-    def scalar_union(self, options: tuple[Any, ...], value: Any, path: str) -> Any:
+    def scalar_union(self, options: tuple[Any, ...], value: Any, path: str, meta: Any) -> Any:
         if isinstance(value, bool):
             ok = bool in options
         elif isinstance(value, int | float):
-            ok = float in options and math.isfinite(value)
+            ok = float in options and math.isfinite(_float(value))
             value = float(value) if ok else value
         else:
-            ok = isinstance(value, str) and str in options
+            ok = isinstance(value, str) and str in options and len(value) <= 100
         if ok:
             return value
         names = {bool: "a boolean", float: "a number", str: "a string", int: "an integer"}
@@ -349,9 +425,13 @@ class _Builder:
         self.fail(path, f"expected {listed}, got {_describe(value)}")
         return _INVALID
 
-    def mapping(self, item: Any, value: Any, path: str, current: dict[str, Any]) -> Any:
+    def mapping(
+        self, item: Any, value: Any, path: str, current: dict[str, Any], meta: Any
+    ) -> Any:
         if not isinstance(value, dict):
             self.fail(path, f"expected a table, got {_describe(value)}")
+            return _INVALID
+        if not self.within(value, path, meta):
             return _INVALID
         named = dataclasses.is_dataclass(item)
         merged = path in _MERGED_DICTS
@@ -362,22 +442,36 @@ class _Builder:
                 self.fail(sub, f"expected a non-empty name, got {_describe(key)}")
                 continue
             if named and not _NAME.fullmatch(key):
-                self.fail(sub, f"expected a name of lowercase letters, digits and '-', got {key!r}")
+                self.fail(sub, "expected a name of lowercase letters, digits and '-', "
+                               f"got {_cut(repr(key))}")
+                continue
+            if named and len(key) > 32:
+                self.fail(sub, f"expected a name of at most 32 characters, got {len(key)}")
                 continue
             if named:
                 base = current.get(key) if merged else None
                 converted = self.table(item, entry, sub, base if base is not None else item())
             else:
-                converted = self.value(item, entry, sub, {}, None)
+                converted = self.value(item, entry, sub, meta, None)
             if converted is not _INVALID:
                 result[key] = converted
         return result
 
-    def array(self, item: Any, value: Any, path: str) -> Any:
+    def array(self, item: Any, value: Any, path: str, meta: Any) -> Any:
         if not isinstance(value, list):
             self.fail(path, f"expected an array of tables ([[{path}]]), got {_describe(value)}")
             return _INVALID
+        if not self.within(value, path, meta):
+            return _INVALID
         return [self.table(item, v, f"{path}[{i}]", item()) for i, v in enumerate(value)]
+
+    def within(self, value: dict[Any, Any] | list[Any], path: str, meta: Any) -> bool:
+        """Whether a table or array has at most the entries its field allows."""
+        longest = meta.get("max_len")
+        if longest is None or len(value) <= longest:
+            return True
+        self.fail(path, f"expected at most {longest} entries, got {len(value)}")
+        return False
 
     def check(self, s: Scenario) -> Scenario:
         """Cross-field checks, each skipped when its fields already have problems."""
@@ -403,6 +497,12 @@ class _Builder:
         for i, fault in enumerate(s.faults):
             if not self.failed_under(f"faults[{i}].kind") and not fault.kind:
                 self.fail(f"faults[{i}].kind", "expected a fault kind such as 'kill_container'")
+        if not self.failed_under("traffic.regions", "faults"):
+            peak = peak_rate(s)
+            if peak > MAX_RATE:
+                self.fail("traffic.regions", f"expected a peak arrival rate of at most "
+                          f"{MAX_RATE:.0f}/s in all (rate x pattern x scheduled traffic spikes), "
+                          f"got {peak:.6g}/s")
         if self.failed_under("traffic.regions", "network.links"):
             return s
         return self.complete_links(s)
@@ -423,6 +523,35 @@ class _Builder:
         if links == s.network.links:
             return s
         return dataclasses.replace(s, network=dataclasses.replace(s.network, links=links))
+
+
+def peak_rate(s: Scenario) -> float:
+    """The highest total arrival rate ``s`` can reach: each region's rate times its pattern's
+    peak times the most its scheduled traffic spikes multiply it by at any one time."""
+    from stackyard.core.faults import FAULTS
+
+    param = FAULTS["traffic_spike"].param("factor")
+    default = float(param.default) if param is not None and param.default is not None else 1.0
+    total = 0.0
+    for name, region in s.traffic.regions.items():
+        p = region.pattern
+        pattern = {"spike": p.factor, "ramp": p.factor, "diurnal": 1.0 + p.amplitude}.get(p.kind, 1)
+        changes: list[tuple[float, float]] = []  # (time, log factor); ends sort before starts
+        for f in s.faults:
+            factor = f.params.get("factor", default)
+            if f.kind != "traffic_spike" or f.target not in ("", name) or isinstance(
+                    factor, bool) or not isinstance(factor, int | float) or not factor > 0:
+                continue
+            log = math.log(min(float(factor), 1e6))
+            changes.append((f.at, log))
+            if f.duration:
+                changes.append((f.at + f.duration, -log))
+        spikes = level = 0.0
+        for _, log in sorted(changes, key=lambda c: (c[0], c[1])):
+            level += log
+            spikes = max(spikes, level)
+        total += region.rate * max(1.0, pattern) * math.exp(min(spikes, 100.0))
+    return total
 
 
 def _unknown_key(key: str, valid: list[str], what: str = "key") -> str:

@@ -1,46 +1,75 @@
-"""Turning the engine's live state into a Snapshot and a run summary (plain data)."""
+"""Turning the engine's live state into typed records: a Snapshot and a RunSummary."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stackyard.core.model.compute import RUNNING, Container
-from stackyard.core.protocol import Event, NodeState, Snapshot
+from stackyard.core.protocol import (
+    AnyNode,
+    AutoscalerInfo,
+    AutoscalerSummary,
+    BalancerInfo,
+    BalancerNode,
+    BalancerSummary,
+    CdnSummary,
+    ContainerNode,
+    DatabaseInfo,
+    DbNode,
+    EdgeNode,
+    Event,
+    HostNode,
+    Kpis,
+    KpiSeries,
+    LatencySummary,
+    LinkNode,
+    Promotion,
+    RegionInfo,
+    RequestCounts,
+    RestoreInfo,
+    RunSummary,
+    SloSummary,
+    Snapshot,
+    VmNode,
+    finite,
+)
 
 if TYPE_CHECKING:
     from stackyard.core.engine import Engine
     from stackyard.core.model.world import World
 
 TREND = 30
-"""Seconds of per-second history carried in a node's ``info["trend"]``."""
+"""Seconds of per-second history carried in a node's ``trend``."""
+
+_r = finite
 
 
-def _r(x: float, digits: int = 6) -> float:
-    return round(float(x), digits)
+def _trend(values: list[float]) -> tuple[float, ...]:
+    return tuple(_r(v) for v in values)
 
 
-def kpis(world: World, active_faults: int) -> dict[str, float]:
+def kpis(world: World, active_faults: int) -> Kpis:
     now = world.kernel.now
     p50, p95, p99 = world.recent.quantiles(now, (0.5, 0.95, 0.99))
     done = world.done.series.rate(now, 5)
     errs = world.errors_meter.series.rate(now, 5)
     hits = sum(sum(e.hit_meter.series.values(10, now)) for e in world.edges.values())
     lookups = sum(sum(e.lookup_meter.series.values(10, now)) for e in world.edges.values())
-    return {
-        "rps": _r(world.arrivals.series.rate(now, 5)),
-        "p50": _r(p50),
-        "p95": _r(p95),
-        "p99": _r(p99),
-        "error_rate": _r(errs / (done + errs) if done + errs else 0.0),
-        "slo_good": _r(world.slo.good_ratio),
-        "slo_budget": _r(world.slo.budget_remaining),
-        "cdn_hit_ratio": _r(hits / lookups if lookups else 0.0),
-        "arrived": world.arrived,
-        "completed": world.completed,
-        "failed": world.failed,
-        "in_flight": world.in_flight,
-        "active_faults": active_faults,
-    }
+    return Kpis(
+        rps=_r(world.arrivals.series.rate(now, 5)),
+        p50=_r(p50),
+        p95=_r(p95),
+        p99=_r(p99),
+        error_rate=_r(errs / (done + errs) if done + errs else 0.0),
+        slo_good=_r(world.slo.good_ratio),
+        slo_budget=_r(world.slo.budget_remaining),
+        cdn_hit_ratio=_r(hits / lookups if lookups else 0.0),
+        arrived=world.arrived,
+        completed=world.completed,
+        failed=world.failed,
+        in_flight=world.in_flight,
+        active_faults=active_faults,
+    )
 
 
 def container_state(world: World, c: Container) -> str:
@@ -54,22 +83,18 @@ def container_state(world: World, c: Container) -> str:
     return c.state
 
 
-def nodes(world: World) -> list[NodeState]:
+def nodes(world: World) -> list[AnyNode]:
     now = world.kernel.now
-    out: list[NodeState] = []
+    out: list[AnyNode] = []
     for edge in world.edges.values():
         hits = sum(edge.hit_meter.series.values(10, now))
         looks = sum(edge.lookup_meter.series.values(10, now))
-        out.append(NodeState(
-            id=edge.id, tier="network", kind="edge", state="up" if edge.up else "down",
-            metrics={
-                "rps": _r(edge.requests.series.rate(now, 5)),
-                "hit_ratio": _r(hits / looks if looks else 0.0),
-                "objects": len(edge.cache),
-                "fetches": edge.fetches,
-                "collapsed": edge.collapsed,
-            },
-            info={"trend": edge.requests.series.values(TREND, now)},
+        out.append(EdgeNode(
+            id=edge.id, state="up" if edge.up else "down", region=edge.region,
+            rps=_r(edge.requests.series.rate(now, 5)),
+            hit_ratio=_r(hits / looks if looks else 0.0),
+            objects=len(edge.cache), fetches=edge.fetches, collapsed=edge.collapsed,
+            trend=_trend(edge.requests.series.values(TREND, now)),
         ))
     bal = world.balancer
     for i, node in enumerate(bal.nodes):
@@ -79,154 +104,169 @@ def nodes(world: World) -> list[NodeState]:
             state = "takeover" if now < bal.takeover_until else "active"
         else:
             state = "standby"
-        out.append(NodeState(id=node.id, tier="network", kind="balancer", state=state,
-                             metrics={"inflight": bal.inflight if i == bal.active_node else 0}))
+        out.append(BalancerNode(id=node.id, state=state,  # type: ignore[arg-type]
+                                inflight=bal.inflight if i == bal.active_node else 0))
+    regions = {f"{kind}-{r}": r for r in world.regions for kind in ("client", "edge")}
     for link in world.links.values():
-        degraded = link.loss > 0 or link.latency > world.scenario.network.links[link.name].latency
-        out.append(NodeState(
-            id=link.name, tier="network", kind="link",
+        base = world.scenario.network.links[link.name]
+        degraded = (link.loss > 0 or link.latency > base.latency
+                    or link.bandwidth != base.bandwidth)
+        out.append(LinkNode(
+            id=link.name, region=regions.get(link.name, ""),
             state="partitioned" if link.partitioned else "degraded" if degraded else "ok",
-            metrics={"latency": _r(link.latency), "jitter": _r(link.jitter),
-                     "loss": _r(link.loss)},
+            latency=_r(link.latency), jitter=_r(link.jitter), loss=_r(link.loss),
+            bandwidth=_r(link.bandwidth),
         ))
     for host in world.cluster.hosts:
-        out.append(NodeState(id=host.id, tier="app", kind="host",
-                             state="up" if host.up else "down",
-                             metrics={"steal": _r(host.steal), "vms": len(host.vms),
-                                      "cores": host.cores}))
+        out.append(HostNode(id=host.id, state="up" if host.up else "down", steal=_r(host.steal),
+                            vms=len(host.vms), cores=host.cores))
     for vm in world.cluster.vms.values():
-        out.append(NodeState(id=vm.id, tier="app", kind="vm", state=vm.state, parent=vm.host.id,
-                             metrics={"load": _r(vm.load), "vcpus": vm.vcpus,
-                                      "containers": len(vm.containers)}))
+        out.append(VmNode(id=vm.id, state=vm.state, parent=vm.host.id,  # type: ignore[arg-type]
+                          load=_r(vm.load), vcpus=vm.vcpus, containers=len(vm.containers)))
     total_share = sum(b.meter.series.rate(now, 5) for b in bal.backends.values())
     for c in sorted(world.cluster.containers.values(), key=lambda c: int(c.id.split("-")[1])):
         b = bal.backends.get(c.id)
         sent = b.meter.series.rate(now, 5) if b is not None else 0.0
-        out.append(NodeState(
-            id=c.id, tier="app", kind="container", state=container_state(world, c),
+        out.append(ContainerNode(
+            id=c.id, state=container_state(world, c),  # type: ignore[arg-type]
             parent=c.vm.id if c.vm else "",
-            metrics={
-                "busy": c.busy,
-                "workers": c.workers,
-                "queue": len(c.queue),
-                "queue_cap": c.qcap,
-                "cpu": _r(c.cpu_series.rate(now, 5)),
-                "memory_mb": _r(c.memory()),
-                "memory_limit_mb": c.mem_limit,
-                "rps": _r(c.done_meter.series.rate(now, 5)),
-                "errors": _r(c.error_meter.series.rate(now, 5)),
-                "share": _r(sent / total_share if total_share else 0.0),
-                "restarts": c.restarts,
-                "active": b.active if b is not None else 0,
-                "ewma": _r(b.ewma if b is not None else 0.0),
-            },
-            info={"trend": c.done_meter.series.values(TREND, now)},
+            busy=c.busy,
+            workers=c.workers,
+            queue=len(c.queue),
+            queue_cap=c.qcap,
+            cpu=_r(c.cpu_series.rate(now, 5)),
+            memory_mb=_r(c.memory()),
+            memory_limit_mb=_r(c.mem_limit),
+            rps=_r(c.done_meter.series.rate(now, 5)),
+            errors=_r(c.error_meter.series.rate(now, 5)),
+            share=_r(sent / total_share if total_share else 0.0),
+            restarts=c.restarts,
+            active=b.active if b is not None else 0,
+            ewma=_r(b.ewma if b is not None else 0.0),
+            trend=_trend(c.done_meter.series.values(TREND, now)),
         ))
     db = world.db
     if db is not None:
         for n in db.nodes.values():
             lag_lsn, lag_s = db.lag(n)
-            out.append(NodeState(
-                id=n.id, tier="database", kind="db", state=n.label(),
+            out.append(DbNode(
+                id=n.id, state=n.label(), role=n.role,  # type: ignore[arg-type]
                 parent=db.leader if n.id != db.leader else "",
-                metrics={
-                    "lsn": len(n.log),
-                    "applied": n.applied,
-                    "lag_lsn": lag_lsn,
-                    "lag_s": _r(lag_s),
-                    "pool_busy": n.busy,
-                    "pool_size": n.pool,
-                    "queue": len(n.queue),
-                    "ops": _r(n.ops.series.rate(now, 5)),
-                    "reads": n.reads,
-                    "writes": n.writes,
-                    "stale_reads": n.stale_reads,
-                    "timeline": n.timeline,
-                    "disk": _r(n.disk),
-                    "skew": _r(n.skew),
-                    "apply_rate": _r(n.apply_rate),
-                },
-                info={"partition": n.partition, "trend": n.ops.series.values(TREND, now)},
+                lsn=n.lsn,
+                applied=n.applied,
+                lag_lsn=lag_lsn,
+                lag_s=_r(lag_s),
+                pool_busy=n.busy,
+                pool_size=n.pool,
+                queue=len(n.queue),
+                ops=_r(n.ops.series.rate(now, 5)),
+                reads=n.reads,
+                writes=n.writes,
+                stale_reads=n.stale_reads,
+                timeline=n.timeline,
+                disk=_r(n.disk),
+                skew=_r(n.skew),
+                apply_rate=_r(n.apply_rate),
+                partition=n.partition,  # type: ignore[arg-type]
+                trend=_trend(n.ops.series.values(TREND, now)),
             ))
     return out
 
 
-def database_info(world: World) -> dict[str, Any]:
+def database_info(world: World) -> DatabaseInfo | None:
     db = world.db
     if db is None:
-        return {"enabled": False}
+        return None
     backups = world.backups
     assert backups is not None
-    return {
-        "enabled": True,
-        "mode": db.mode + (" (fell back to async)" if db.degraded else ""),
-        "sync_replicas": db.k,
-        "fencing": db.fencing,
-        "leader": db.leader,
-        "lease_s": _r(max(db.lease_expiry - world.kernel.now, 0.0)),
-        "acked_writes": db.acked,
-        "lost_writes": db.lost_writes,
-        "conflicts": db.conflicts,
-        "rewound": db.rewound,
-        "stale_reads": db.stale_reads,
-        "failovers": db.failovers,
-        "last_promotion": dict(db.last_promotion),
-        "backups": backups.taken,
-        "last_backup": backups.base[-1][0],
-        "archive_lsn": backups.archive_lsn,
-        "archived_at": _r(backups.archived_at),
-        "restoring": db.restoring,
-        "last_restore": dict(backups.last_restore),
-    }
+    promo = db.last_promotion
+    restore = backups.last_restore
+    return DatabaseInfo(
+        mode=db.mode,  # type: ignore[arg-type]
+        degraded=db.degraded,
+        sync_replicas=db.k,
+        fencing=db.fencing,
+        leader=db.leader,
+        lease_s=_r(max(db.lease_expiry - world.kernel.now, 0.0)),
+        acked_writes=db.acked,
+        lost_writes=db.lost_writes,
+        conflicts=db.conflicts,
+        rewound=db.rewound,
+        stale_reads=db.stale_reads,
+        failovers=db.failovers,
+        last_promotion=Promotion(
+            node=str(promo["node"]), time=_r(float(promo["time"])),  # type: ignore[arg-type]
+            lsn=int(promo["lsn"]), previous=str(promo["from"]),  # type: ignore[call-overload]
+            leader_optime=int(promo.get("optime", 0)),  # type: ignore[call-overload]
+            lost=int(promo.get("lost", 0)),  # type: ignore[call-overload]
+        ) if promo else None,
+        backups=backups.taken,
+        last_backup=_r(backups.base[-1].time) if backups.taken else None,
+        archive_lsn=backups.archive_lsn,
+        restorable_from=_r(backups.window()[0]),
+        archived_at=_r(backups.archived_at),
+        restoring=db.restoring,
+        last_restore=RestoreInfo(
+            recovery_point=_r(restore["recovery_point"]),
+            started=_r(restore["started"]),
+            finished=None if restore.get("finished") is None else _r(restore["finished"]),
+            rto=_r(restore["rto"]),
+            rpo=_r(restore["rpo"]),
+            base_backup=_r(restore["base_backup"]),
+            restored=int(restore["restored"]),
+            discarded=int(restore["discarded"]),
+            target=None if restore.get("target") is None else _r(restore["target"]),
+            window_start=_r(restore["window"][0]) if "window" in restore else 0.0,
+        ) if restore else None,
+    )
 
 
 def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
     world = engine.world
     a = world.autoscaler
     bal = world.balancer
-    info: dict[str, Any] = {
-        "scenario": engine.scenario.run.name,
-        "seed": engine.seed,
-        "balancer": {
-            "algorithm": bal.algorithm,
-            "active": bal.active_id(),
-            "retries": bal.retries,
-            "retry_budget": bal.retry_budget,
-            "timeout": bal.timeout,
-            "ejections": bal.ejection_count,
-        },
-        "autoscaler": {
-            "enabled": a.enabled,
-            "replicas": world.cluster.replicas,
-            "ready": sum(1 for c in world.cluster.containers.values() if c.state == RUNNING),
-            "recommendation": a.recommendation,
-            "utilisation": _r(a.utilisation),
-            "target": a.target,
-            "last_decision": a.last_decision,
-        },
-        "database": database_info(world),
-        "regions": {
-            name: {"rate": _r(r.rate), "multiplier": _r(r.multiplier), "edge": f"edge-{name}"}
-            for name, r in world.regions.items()
-        },
-        "series": {
-            "rps": world.arrivals.series.values(TREND, world.kernel.now),
-            "errors": world.errors_meter.series.values(TREND, world.kernel.now),
-            "p99": world.p99_series.values(TREND, world.kernel.now),
-        },
-    }
+    now = world.kernel.now
     return Snapshot(
-        time=_r(world.kernel.now),
+        time=_r(now),
         seq=seq,
+        scenario=engine.scenario.run.name,
+        seed=engine.seed,
         kpis=kpis(world, len(engine.faults)),
         nodes=tuple(nodes(world)),
         events=events,
-        faults=tuple(f.to_dict() for f in engine.faults.values()),
-        info=info,
+        faults=tuple(f.state() for f in engine.faults.values()),
+        balancer=BalancerInfo(
+            algorithm=bal.algorithm,
+            active=bal.active_id(),
+            retries=bal.retries,
+            retry_budget=_r(bal.retry_budget),
+            timeout=_r(bal.timeout),
+            ejections=bal.ejection_count,
+        ),
+        autoscaler=AutoscalerInfo(
+            enabled=a.enabled,
+            replicas=world.cluster.replicas,
+            ready=sum(1 for c in world.cluster.containers.values() if c.state == RUNNING),
+            recommendation=a.recommendation,
+            utilisation=_r(a.utilisation),
+            target=_r(a.target),
+            last_decision=a.last_decision,
+        ),
+        database=database_info(world),
+        regions=tuple(
+            RegionInfo(name=name, edge=world.edge_of(name).id, rate=_r(r.rate),
+                       multiplier=_r(r.multiplier))
+            for name, r in world.regions.items()
+        ),
+        series=KpiSeries(
+            rps=_trend(world.arrivals.series.values(TREND, now)),
+            errors=_trend(world.errors_meter.series.values(TREND, now)),
+            p99=_trend(world.p99_series.values(TREND, now)),
+        ),
     )
 
 
-def summary(engine: Engine) -> dict[str, Any]:
+def summary(engine: Engine) -> RunSummary:
     world = engine.world
     now = world.kernel.now
     h = world.recent.all_time()
@@ -236,56 +276,48 @@ def summary(engine: Engine) -> dict[str, Any]:
     finished = world.completed + world.failed
     bal = world.balancer
     a = world.autoscaler
-    return {
-        "scenario": engine.scenario.run.name,
-        "seed": engine.seed,
-        "duration": _r(now),
-        "requests": {
-            "arrived": world.arrived,
-            "completed": world.completed,
-            "failed": world.failed,
-            "in_flight": world.in_flight,
-        },
-        "rps": _r(world.arrived / now if now else 0.0),
-        "latency": {
-            "mean": _r(h.mean),
-            "p50": _r(h.quantile(0.5)),
-            "p95": _r(h.quantile(0.95)),
-            "p99": _r(h.quantile(0.99)),
-        },
-        "mean_sojourn": _r(world.sojourn_total / finished if finished else 0.0),
-        "error_rate": _r(world.failed / finished if finished else 0.0),
-        "errors": dict(sorted(world.errors.items())),
-        "cdn": {
-            "hit_ratio": _r(hits / (hits + misses) if hits + misses else 0.0),
-            "hits": hits,
-            "misses": misses,
-            "collapsed": sum(e.collapsed for e in edges),
-            "origin_fetches": sum(e.fetches for e in edges),
-        },
-        "autoscaler": {
-            "actions": a.scale_ups + a.scale_downs,
-            "scale_ups": a.scale_ups,
-            "scale_downs": a.scale_downs,
-            "replicas": world.cluster.replicas,
-            "max_replicas": a.max_replicas,
-            "vm_boots": world.cluster.vm_boots,
-            "vm_shutdowns": world.cluster.vm_shutdowns,
-        },
-        "balancer": {
-            "algorithm": bal.algorithm,
-            "ejections": bal.ejection_count,
-            "health_changes": bal.health_changes,
-            "retries": bal.retried,
-            "timeouts": bal.timeouts,
-            "retries_denied_by_budget": bal.budget_denied,
-        },
-        "slo": {
-            "target": world.slo.target,
-            "good_ratio": _r(world.slo.good_ratio),
-            "budget_remaining": _r(world.slo.budget_remaining),
-        },
-        "database": database_info(world),
-        "faults": list(engine.fault_log),
-        "events": engine.event_count,
-    }
+    return RunSummary(
+        scenario=engine.scenario.run.name,
+        seed=engine.seed,
+        duration=_r(now),
+        requests=RequestCounts(arrived=world.arrived, completed=world.completed,
+                               failed=world.failed, in_flight=world.in_flight),
+        rps=_r(world.arrived / now if now else 0.0),
+        latency=LatencySummary(mean=_r(h.mean), p50=_r(h.quantile(0.5)),
+                               p95=_r(h.quantile(0.95)), p99=_r(h.quantile(0.99))),
+        mean_sojourn=_r(world.sojourn_total / finished if finished else 0.0),
+        error_rate=_r(world.failed / finished if finished else 0.0),
+        errors=dict(sorted(world.errors.items())),
+        cdn=CdnSummary(
+            hit_ratio=_r(hits / (hits + misses) if hits + misses else 0.0),
+            hits=hits,
+            misses=misses,
+            collapsed=sum(e.collapsed for e in edges),
+            origin_fetches=sum(e.fetches for e in edges),
+        ),
+        autoscaler=AutoscalerSummary(
+            actions=a.scale_ups + a.scale_downs,
+            scale_ups=a.scale_ups,
+            scale_downs=a.scale_downs,
+            replicas=world.cluster.replicas,
+            max_replicas=a.max_replicas,
+            vm_boots=world.cluster.vm_boots,
+            vm_shutdowns=world.cluster.vm_shutdowns,
+        ),
+        balancer=BalancerSummary(
+            algorithm=bal.algorithm,
+            ejections=bal.ejection_count,
+            health_changes=bal.health_changes,
+            retries=bal.retried,
+            timeouts=bal.timeouts,
+            retries_denied_by_budget=bal.budget_denied,
+        ),
+        slo=SloSummary(
+            target=world.slo.target,
+            good_ratio=_r(world.slo.good_ratio),
+            budget_remaining=_r(world.slo.budget_remaining),
+        ),
+        database=database_info(world),
+        faults=tuple(engine.fault_log),
+        events=engine.event_count,
+    )

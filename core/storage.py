@@ -11,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
+
+from stackyard.core import console
+from stackyard.core.console import LimitedConnection
+from stackyard.core.protocol import Cell, QueryResult
 
 if TYPE_CHECKING:
     from stackyard.core.model.database import DatabaseTier, Write
@@ -42,16 +47,18 @@ CREATE VIEW IF NOT EXISTS items AS
     WHERE lsn = (SELECT max(lsn) FROM writes WHERE key = w.key);
 """
 INSERT = "INSERT INTO writes VALUES (?, ?, ?, ?, ?, ?, ?)"
+COLUMNS = ("lsn", "wid", "key", "value", "client", "committed_at", "timeline")
+
+APPLICATION_ID = int.from_bytes(b"stky", "big")
+"""``PRAGMA application_id`` of every database stackyard writes: files without it are not ours,
+and are never overwritten."""
+SQLITE_MAX_PATH = 512
+"""The longest file name SQLite's unix VFS opens (SQLITE_MAX_PATHNAME), in bytes."""
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_COMPANIONS = ("-wal", "-shm", "-journal")
 
 _APPLY, _TRUNCATE, _RESET, _CLONE = 0, 1, 2, 3
 Row = tuple[int, int, int, str, int, float, int]
-
-_READ_ACTIONS = {
-    sqlite3.SQLITE_SELECT,
-    sqlite3.SQLITE_READ,
-    sqlite3.SQLITE_FUNCTION,
-    sqlite3.SQLITE_RECURSIVE,
-}
 
 
 class StorageError(Exception):
@@ -62,14 +69,13 @@ class QueryError(StorageError):
     """A console query that was refused or failed; the message is one line."""
 
 
-@dataclass(frozen=True)
-class QueryResult:
-    node: str
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
-    """More rows existed than the row limit."""
-    elapsed: float
+def _cell(value: object) -> Cell:
+    """A result value as a record holds it: blobs as hex text, anything odd as text."""
+    if value is None or isinstance(value, int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "x'" + bytes(value).hex() + "'"
+    return str(value)
 
 
 class Storage:
@@ -82,8 +88,12 @@ class Storage:
         *,
         high_water: int = 20_000,
         batch: int = 5_000,
+        unavailable: Callable[[str], str | None] | None = None,
     ) -> None:
         self.nodes = list(nodes)
+        self.unavailable = unavailable
+        """Why a node cannot answer a console query now (e.g. 'down'), or None when it can;
+        see :func:`node_state`."""
         self.data_dir = data_dir
         self.high_water = high_water
         self.batch = batch
@@ -94,6 +104,10 @@ class Storage:
         runs under a query's read-only authorizer."""
         self._wakeup: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        """The batch being written: taken off the queue, not yet committed. It runs as a task of
+        its own so that cancelling whoever waits for it (the writer on close, the driver on
+        Ctrl-C) never abandons it half-way; the next flush waits for it before writing more."""
         self.rows_written = 0
         self.batches = 0
         self.backpressure_waits = 0
@@ -106,36 +120,83 @@ class Storage:
         """Open (and create) each node's database.
 
         A data directory that already holds databases is refused unless ``overwrite`` (they are
-        emptied) or ``reopen`` (they are kept as they are, e.g. to inspect them)."""
+        emptied) or ``reopen`` (they are kept as they are, e.g. to inspect them). Files that are
+        not stackyard's own databases are never touched. On failure nothing stays open."""
         if self.data_dir is not None:
-            if self.data_dir.exists() and not self.data_dir.is_dir():
-                raise StorageError(f"{self.data_dir}: expected a directory for --data-dir")
-            existing = [p for n in self.nodes if (p := self.path(n)) and p.exists()]
-            if existing and not (overwrite or reopen):
-                raise StorageError(
-                    f"{existing[0]}: already holds a run's data; use another --data-dir "
-                    "or --overwrite"
-                )
-            try:
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(f"{self.data_dir}: cannot create it ({exc.strerror})") from exc
-        for node in self.nodes:
-            p = self.path(node)
-            try:
-                conn = await aiosqlite.connect(str(p) if p is not None else ":memory:")
-                if p is not None:
-                    await conn.execute("PRAGMA journal_mode=WAL")
-                    await conn.execute("PRAGMA synchronous=NORMAL")
-                await conn.executescript(SCHEMA)
-                if overwrite and not reopen:
-                    await conn.execute("DELETE FROM writes")
-                await conn.commit()
-            except sqlite3.Error as exc:
-                raise StorageError(f"{p or node}: cannot open its database ({exc})") from exc
-            self._conns[node] = conn
+            self._prepare_dir(keep_existing=overwrite or reopen)
+        try:
+            for node in self.nodes:
+                self._conns[node] = await self._connect(node)
+            if overwrite and not reopen:  # only once every node's database opened
+                for node, conn in self._conns.items():
+                    path = self.path(node)
+                    await _empty(conn, _show(path) if path is not None else node)
+        except BaseException:
+            await self._close_connections()
+            raise
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
+
+    def _prepare_dir(self, *, keep_existing: bool) -> None:
+        """Check the data directory and the files in it, then create it if needed."""
+        assert self.data_dir is not None
+        shown = _show(self.data_dir)
+        try:
+            for node in self.nodes:
+                path = self.path(node)
+                assert path is not None
+                size = len(os.fsencode(os.path.abspath(path))) + len("-journal")
+                if size > SQLITE_MAX_PATH:
+                    raise StorageError(
+                        f"{shown}: path too long for SQLite ({size} bytes for {path.name} and "
+                        f"its journal; at most {SQLITE_MAX_PATH})")
+            if self.data_dir.exists() and not self.data_dir.is_dir():
+                raise StorageError(f"{shown}: expected a directory for --data-dir")
+            existing = [p for n in self.nodes if (p := self.path(n)) and _vet_file(p)]
+            if existing and not keep_existing:
+                raise StorageError(
+                    f"{_show(existing[0])}: already holds a run's data; use another --data-dir "
+                    "or --overwrite"
+                )
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StorageError(f"{shown}: cannot use it as --data-dir ({reason})") from exc
+
+    async def _connect(self, node: str) -> aiosqlite.Connection:
+        path = self.path(node)
+        where = _show(path) if path is not None else node
+        if path is not None:
+            try:
+                # aiosqlite leaves its thread's shutdown un-awaited when its own connect fails,
+                # so make sure that connect cannot fail: open the file once here first.
+                await asyncio.to_thread(_probe, path)
+            except sqlite3.Error as exc:
+                raise StorageError(f"{where}: cannot open its database ({exc})") from exc
+        conn = await aiosqlite.connect(str(path) if path is not None else ":memory:",
+                                       factory=LimitedConnection)
+        try:
+            if not await _owned(conn, where):
+                await conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            if path is not None:
+                await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.executescript(SCHEMA)
+            cur = await conn.execute("PRAGMA table_info(writes)")
+            columns = tuple(r[1] for r in await cur.fetchall())
+            await cur.close()
+            if columns != COLUMNS:
+                raise StorageError(
+                    f"{where}: its writes table is not stackyard's (columns {', '.join(columns)})")
+            await conn.commit()
+            await conn.execute("DELETE FROM writes WHERE lsn < 0")  # writable? (changes nothing)
+            await conn.rollback()
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"{where}: cannot open its database ({exc})") from exc
+            raise
+        return conn
 
     # -- the sink the engine writes to (synchronous, cheap) ---------------------------------
 
@@ -203,6 +264,7 @@ class Storage:
             await self._flush_locked()
 
     async def _flush_locked(self) -> None:
+        await self._settle()
         while self._ops:
             per_node: dict[str, list[tuple[int, Any]]] = {}
             clone: tuple[str, Any] | None = None
@@ -212,11 +274,29 @@ class Storage:
                     clone = (node, arg)
                     break
                 per_node.setdefault(node, []).append((op, arg))
-            for node, ops in per_node.items():
-                await self._apply_ops(node, ops)
-            if clone is not None:
-                await self._clone(clone[0], *clone[1])
-            self.batches += 1
+            self._inflight = asyncio.get_running_loop().create_task(
+                self._apply_batch(per_node, clone))
+            await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait until the batch in flight (if any) is committed, even if our caller is cancelled
+        meanwhile: rows leave the queue only to be written, in order."""
+        task = self._inflight
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight = None
+
+    async def _apply_batch(self, per_node: dict[str, list[tuple[int, Any]]],
+                           clone: tuple[str, Any] | None = None) -> None:
+        for node, ops in per_node.items():
+            await self._apply_ops(node, ops)
+        if clone is not None:  # it reads another node: after everything queued before it
+            await self._clone(clone[0], *clone[1])
+        self.batches += 1
 
     async def _clone(self, node: str, source: str, lsn: int) -> None:
         cur = await self._conns[source].execute("SELECT * FROM writes WHERE lsn <= ?", (lsn,))
@@ -268,21 +348,22 @@ class Storage:
     async def query(
         self, node: str, sql: str, *, max_rows: int = 200, timeout: float = 2.0
     ) -> QueryResult:
-        """Run one read-only statement on ``node``; anything else is refused unchanged."""
+        """Run one read-only statement on ``node``; anything else is refused unchanged.
+
+        Guarded by :mod:`stackyard.core.console`: allowed functions only, SQLite's limits on
+        value sizes, ``timeout`` seconds, and at most ``console.MAX_RESULT`` bytes fetched."""
         if node not in self._conns:
             raise QueryError(f"no database node {node!r} (nodes: {', '.join(self.nodes)})")
+        why = self.unavailable(node) if self.unavailable is not None else None
+        if why:
+            raise QueryError(f"{node} is {why} and answers no queries; query another node or "
+                             "wait until it is back")
         text = sql.strip().rstrip(";").strip()
         if not text:
             raise QueryError("empty query; try: SELECT * FROM items LIMIT 10")
         conn = self._conns[node]
         deadline = time.monotonic() + timeout
         refused: list[str] = []
-
-        def authorize(action: int, arg1: str | None, *_: object) -> int:
-            if action in _READ_ACTIONS:
-                return sqlite3.SQLITE_OK
-            refused.append(arg1 or "")
-            return sqlite3.SQLITE_DENY
 
         def progress() -> int:
             return 1 if time.monotonic() > deadline else 0
@@ -291,45 +372,131 @@ class Storage:
         async with self._lock:
             await self._flush_locked()
             started = time.monotonic()
-            await conn.set_authorizer(authorize)
+            await conn.set_authorizer(console.read_only(refused))
             await conn.set_progress_handler(progress, 1000)
             try:
                 cur = await conn.execute(text)
-                fetched = list(await cur.fetchmany(max_rows + 1))
+                fetched: list[tuple[Any, ...]] = []
+                size = 0
+                while len(fetched) <= max_rows and size <= console.MAX_RESULT:
+                    chunk = await cur.fetchmany(min(16, max_rows + 1 - len(fetched)))
+                    if not chunk:
+                        break
+                    for row in chunk:
+                        fetched.append(tuple(row))
+                        size += console.result_size(fetched[-1])
                 columns = tuple(d[0] for d in cur.description or ())
                 await cur.close()
             except sqlite3.Error as exc:
-                raise QueryError(_query_message(exc, refused, timeout)) from exc
-            except (ValueError, OverflowError) as exc:
+                raise QueryError(console.message(exc, refused, timeout)) from exc
+            except (ValueError, OverflowError, MemoryError) as exc:
                 raise QueryError(f"query failed: {exc}") from exc
             finally:
                 await conn.set_authorizer(None)
                 await conn.set_progress_handler(None, 0)  # type: ignore[arg-type]
-        return QueryResult(node, columns, [tuple(r) for r in fetched[:max_rows]],
-                           len(fetched) > max_rows, time.monotonic() - started)
+        truncated = len(fetched) > max_rows or size > console.MAX_RESULT
+        return QueryResult(node=node, columns=columns,
+                           rows=tuple(tuple(_cell(v) for v in r) for r in fetched[:max_rows]),
+                           truncated=truncated, elapsed=time.monotonic() - started)
 
     async def close(self) -> None:
+        """Stop the writer, write everything queued (what the model committed) and close."""
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
-        if self._conns:
-            await self.flush()
-        for conn in self._conns.values():
+        try:
+            if self._conns:
+                await self.flush()
+        finally:
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
             await conn.close()
-        self._conns.clear()
 
 
-def _query_message(exc: sqlite3.Error, refused: list[str], timeout: float) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if refused or "not authorized" in text:
-        return "read-only console: only SELECT queries are allowed; nothing was changed"
-    if "interrupted" in text:
-        return f"query stopped after {timeout:g} s (time limit)"
-    if "one statement at a time" in text:
-        return "one statement at a time, please"
-    return f"SQL error: {text}"
+def _show(path: Path, width: int = 160) -> str:
+    """``path`` for a one-line message: a very long one keeps its start and end."""
+    text = str(path)
+    if len(text) <= width:
+        return text
+    return f"{text[:40]}...{text[-(width - 43):]} ({len(text)} characters)"
+
+
+def _vet_file(path: Path) -> bool:
+    """Whether a database stackyard wrote is at ``path``; refuses anything else there (a
+    symlink, a FIFO, another program's file), so that it is never opened, let alone emptied."""
+    for companion in (path, *(path.with_name(path.name + s) for s in _COMPANIONS)):
+        try:
+            st = os.lstat(companion)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise StorageError(f"{_show(companion)}: is a symbolic link; stackyard writes only "
+                               "files of its own there, so it will not follow it")
+        if not stat.S_ISREG(st.st_mode):
+            raise StorageError(f"{_show(companion)}: not a regular file; stackyard will not "
+                               "use it")
+    try:
+        size = os.lstat(path).st_size
+    except FileNotFoundError:
+        return False
+    if size == 0:
+        return False
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+        raise StorageError(f"{_show(path)}: not an SQLite database; stackyard will not "
+                           "overwrite it")
+    owner = int.from_bytes(header[68:72], "big")
+    if owner != APPLICATION_ID:
+        raise StorageError(f"{_show(path)}: an SQLite database stackyard did not write "
+                           f"(application_id {owner}); it will not overwrite it")
+    return True
+
+
+def _probe(path: Path) -> None:
+    """Open (creating) and close the database file at ``path``; raises sqlite3.Error."""
+    sqlite3.connect(path).close()
+
+
+async def _owned(conn: aiosqlite.Connection, where: str) -> bool:
+    """Whether the database is marked as stackyard's; False for an empty one; refuses any
+    other (the file check cannot see a database that a leftover write-ahead log brings in)."""
+    cur = await conn.execute("PRAGMA application_id")
+    owner = (await cur.fetchone() or (0,))[0]
+    await cur.close()
+    if owner == APPLICATION_ID:
+        return True
+    cur = await conn.execute("SELECT count(*) FROM sqlite_schema")
+    objects = (await cur.fetchone() or (0,))[0]
+    await cur.close()
+    if owner or objects:
+        raise StorageError(f"{where}: an SQLite database stackyard did not write "
+                           f"(application_id {owner}); it will not overwrite it")
+    return False
+
+
+async def _empty(conn: aiosqlite.Connection, where: str) -> None:
+    try:
+        await conn.execute("DELETE FROM writes")
+        await conn.commit()
+    except sqlite3.Error as exc:
+        raise StorageError(f"{where}: cannot empty its database ({exc})") from exc
+
+
+def node_state(tier: DatabaseTier) -> Callable[[str], str | None]:
+    """For ``Storage(unavailable=...)``: a node of ``tier`` that is down or not serving (it is
+    being restored or rewound) says so instead of answering console queries."""
+
+    def unavailable(node: str) -> str | None:
+        n = tier.nodes.get(node)
+        return None if n is None or n.serving() else n.label()
+
+    return unavailable
 
 
 async def check(tier: DatabaseTier, storage: Storage) -> list[str]:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def stackyard(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     env.pop("STACKYARD_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "stackyard.cli", *args],
@@ -38,6 +38,19 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 # --- scenarios and validate ---------------------------------------------------------------
+
+
+def test_catalogue_lists_every_command_as_text_and_json() -> None:
+    from stackyard.core.catalogue import actions
+    from stackyard.core.protocol import ActionInfo, decode
+
+    done = stackyard("catalogue", "--json")
+    assert done.returncode == 0, done.stderr
+    assert decode(tuple[ActionInfo, ...], done.stdout) == actions()
+    text = stackyard("catalogue").stdout
+    for fragment in ("bandwidth_cap", "rate=100.0 (1..1e+06 msg/s)", "keys w", "speed",
+                     "x (0.25..100 x|next|previous) required", "[balancer]"):
+        assert fragment in text, fragment
 
 
 def test_scenarios_lists_builtins_with_descriptions() -> None:
@@ -78,7 +91,8 @@ def test_validate_reports_one_line_per_problem(tmp_path: Path) -> None:
     assert error_lines(result) == [
         f"stackyard: {bad}: balancer.algoritm: unknown key (did you mean 'algorithm'?)",
         f"stackyard: {bad}: balancer.retries: expected an integer between 0 and 10, got -1",
-        f"stackyard: {bad}: traffic.regions.eu.rate: expected a number >= 0, got 'x' (a string)",
+        f"stackyard: {bad}: traffic.regions.eu.rate: expected a number between 0 and 100000, "
+        "got 'x' (a string)",
     ]
     assert result.stdout.splitlines() == [f"{good}: ok"]
 
@@ -109,7 +123,8 @@ def bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
         "binary": (tmp / "binary.toml", "binary file"),
         "latin1": (tmp / "latin1.toml", "not UTF-8 text"),
         "broken": (tmp / "broken.toml", "invalid TOML: "),
-        "negative": (tmp / "negative.toml", "traffic.regions.eu.rate: expected a number >= 0"),
+        "negative": (tmp / "negative.toml",
+                     "traffic.regions.eu.rate: expected a number between 0 and 100000"),
     }
 
 

@@ -1,7 +1,8 @@
 """Every command a user can send, spelled out for the command palette.
 
-Built from the session's catalogue and the latest snapshot, so new fault kinds, nodes and control
-commands appear without changes here; known kinds get a few useful parameter values.
+Generated from the session's catalogue and the latest snapshot: each entry is offered on every
+target it fits, with its parameter's presets, choices or both values of a switch, worded by the
+entry's phrase. New entries, nodes and parameters appear without changes here.
 """
 
 from __future__ import annotations
@@ -9,19 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from stackyard.core.protocol import Command, NodeState, Snapshot
-from stackyard.core.session import ActionInfo
-from stackyard.tui.keys import NODE_TYPES, key_of, target_type
-
-VARIANTS: dict[str, list[dict[str, float]]] = {
-    "link_latency": [{"latency": x / 1000, "jitter": x / 10000} for x in (50, 100, 200, 500, 1000)],
-    "packet_loss": [{"loss": x} for x in (0.01, 0.05, 0.2, 0.5)],
-    "traffic_spike": [{"factor": x} for x in (2.0, 3.0, 5.0, 10.0)],
-    "noisy_neighbour": [{"steal": x} for x in (0.25, 0.5, 0.75)],
-    "cpu_hog": [{"cores": x} for x in (0.5, 1.0, 2.0)],
-    "memory_leak": [{"rate": x} for x in (5.0, 20.0)],
-}
-"""Parameter sets offered besides the defaults (defaults when a kind has none here)."""
+from stackyard.core.protocol import ActionInfo, AnyNode, Command, ParamInfo, Scalar, Snapshot
+from stackyard.tui.keys import key_of
 
 
 @dataclass(frozen=True)
@@ -37,126 +27,102 @@ def human(name: str) -> str:
     return name.replace("_", " ")
 
 
-def describe_params(name: str, params: dict[str, float]) -> str:
-    """Readable parameters: 'latency 200 ms', 'loss 5%', 'x3'."""
-    parts = []
-    for key, value in params.items():
-        if key == "latency":
-            parts.append(f"{value * 1000:g} ms")
-        elif key == "jitter":
-            continue
-        elif key in ("loss", "steal"):
-            parts.append(f"{value * 100:g}%")
-        elif key == "factor":
-            parts.append(f"x{value:g}")
-        elif key == "cores":
-            parts.append(f"{value:g} cores")
-        elif key == "rate":
-            parts.append(f"{value:g} MB/s")
-        else:
-            parts.append(f"{key} {value:g}")
-    return " ".join(parts)
+def value_text(param: ParamInfo | None, value: Scalar) -> str:
+    """A parameter value in the words its unit asks for: 200 ms, 5%, x3, 2x, on."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) or param is None:
+        return str(value)
+    unit = param.unit
+    if unit == "s":
+        return f"{value * 1000:g} ms" if 0 < value < 1 else f"{value:g} s"
+    if unit == "fraction":
+        return f"{value * 100:g}%"
+    if unit == "factor":
+        return f"x{value:g}"
+    if unit == "x":
+        return f"{value:g}x"
+    return f"{value:g} {unit}" if unit else f"{value:g}"
 
 
-def targets(info: ActionInfo, snap: Snapshot) -> list[str]:
-    """The node ids (or regions) a fault kind can target now; [''] for a global one."""
-    t, optional = target_type(info)
-    if t == "none":
-        return [""]
-    if t == "region":
-        found = [n.id.removeprefix("edge-") for n in snap.nodes if n.kind == "edge"]
-    else:
-        kinds = NODE_TYPES.get(t, (t,))
-        found = list(dict.fromkeys(n.id for n in snap.nodes if n.kind in kinds))
-    return ([""] if optional else []) + found
-
-
-def _where(info: ActionInfo, target: str) -> str:
-    t = target_type(info)[0]
+def target_text(action: ActionInfo, target: str, snap: Snapshot) -> str:
+    """How a line names its target: a fault by what it is, a node by kind where that helps."""
     if not target:
-        return "everywhere" if t != "none" else ""
-    return f"on {target}" if t == "node" or t in info.name else f"on {t} {target}"
+        return action.default_target
+    if "fault" in action.targets:
+        f = next((f for f in snap.faults if f.id == target), None)
+        return f"{target}: {human(f.kind)} on {f.target or 'everything'}" if f else target
+    node = snap.find(target)
+    kind = node.kind if node is not None and len(action.targets) == 1 and \
+        action.group == "fault" else ""
+    if not kind or kind in action.name or action.targets == ("region",):
+        return target
+    return f"{kind} {target}"
 
 
-def fault_choices(catalogue: Iterable[ActionInfo], snap: Snapshot,
-                  first: NodeState | None = None) -> Iterator[CommandChoice]:
-    """Every fault on every target, with parameter variants; ``first``'s faults come first."""
-    faults = [a for a in catalogue if a.fault]
-    ordered: list[tuple[ActionInfo, str]] = []
-    for info in faults:
-        for target in targets(info, snap):
-            ordered.append((info, target))
-    if first is not None:
-        ordered.sort(key=lambda pair: pair[1] != first.id)
-    for info, target in ordered:
-        key = key_of(info.name)
-        variants = VARIANTS.get(info.name) or [{}]
-        for params in variants:
-            shown = describe_params(info.name, params) if params else ""
-            text = " ".join(x for x in (human(info.name), shown, _where(info, target)) if x)
-            hint = info.description + (f" (key {key})" if key and target else "")
-            yield CommandChoice(text, hint, Command(info.name, target, dict(params)))
-
-
-def control_choices(catalogue: Iterable[ActionInfo], snap: Snapshot) -> Iterator[CommandChoice]:
-    """Control commands with their useful parameter values."""
-    for info in catalogue:
-        if info.fault:
-            continue
-        name = info.name
-        if name in ("clear", "undo", "clear_all"):
-            continue
-        if name == "set_algorithm":
-            for algo in info.choices.get("name", ()):
-                yield CommandChoice(f"switch balancer to {algo}", info.description,
-                                    Command(name, params={"name": algo}))
-        elif name == "set_replicas":
-            for n in (1, 2, 4, 6, 8, 12, 16):
-                yield CommandChoice(f"scale to {n} replicas", info.description,
-                                    Command(name, params={"n": n}))
-        elif name == "set_autoscaler":
-            for on in (True, False):
-                yield CommandChoice(f"autoscaler {'on' if on else 'off'}", info.description,
-                                    Command(name, params={"enabled": on}))
-        elif name == "set_retries":
-            for n in (0, 1, 2, 3):
-                yield CommandChoice(f"balancer retries {n}", info.description,
-                                    Command(name, params={"retries": n}))
-        elif name == "set_timeout":
-            for s in (0.25, 0.5, 1.0, 2.0, 5.0):
-                yield CommandChoice(f"balancer timeout {s:g} s", info.description,
-                                    Command(name, params={"seconds": s}))
-        elif name == "set_replication":
-            for mode in info.choices.get("mode", ()):
-                yield CommandChoice(f"replication: {mode}", info.description,
-                                    Command(name, params={"mode": mode}))
-        elif name == "set_fencing":
-            for on in (True, False):
-                yield CommandChoice(f"fencing {'on' if on else 'off'}", info.description,
-                                    Command(name, params={"enabled": on}))
-        elif name == "restore":
-            yield CommandChoice("restore to the latest point", info.description, Command(name))
-            for ago in (30, 60, 300):
-                when = round(snap.time - ago, 3)
-                if when > 0:
-                    yield CommandChoice(f"restore to {ago} s ago (t={when:g})", info.description,
-                                        Command(name, params={"time": when}))
-        elif name == "switchover":
-            yield CommandChoice("switch over the primary", info.description, Command(name))
-            for node in snap.nodes:
-                if node.tier == "database" and node.state == "replica":
-                    yield CommandChoice(f"switch over to {node.id}", info.description,
-                                        Command(name, node.id))
+def targets(action: ActionInfo, snap: Snapshot) -> list[str]:
+    """The ids an entry can target now ('' for none or the default)."""
+    if not action.targets:
+        return [""]
+    found: list[str] = []
+    for kind in action.targets:
+        if kind == "region":
+            found += [r.name for r in snap.regions]
+        elif kind == "fault":
+            found += [f.id for f in snap.faults]
         else:
-            yield CommandChoice(human(name), info.description, Command(name))
+            found += [n.id for n in snap.nodes if n.kind == kind]
+    found = list(dict.fromkeys(found))
+    return ([""] if action.target_optional else []) + found
 
 
-def clear_choices(snap: Snapshot) -> Iterator[CommandChoice]:
-    yield CommandChoice("undo the last fault", "clear the most recent active fault (key u)",
-                        Command("undo"))
-    yield CommandChoice("clear all faults", "clear every active fault (key x)",
-                        Command("clear_all"))
-    for f in snap.faults:
-        target = f.get("target") or "everything"
-        yield CommandChoice(f"clear {f.get('id')}: {human(str(f.get('kind')))} on {target}",
-                            "clear this active fault", Command("clear", str(f.get("id"))))
+def variants(action: ActionInfo) -> list[dict[str, Scalar]]:
+    """Parameter sets worth a line: the first offered parameter's default, presets, choices or
+    both values of a switch; one set of the key's parameters when a phrase names none."""
+    if action.phrase and "{" not in action.phrase and action.keys:
+        return [dict(action.keys[0].params)]
+    for p in action.params:
+        values: list[Scalar] = []
+        if p.type == "choice":
+            values = list(p.choices)
+        elif p.type == "bool":
+            values = [True, False]
+        elif p.presets:
+            values = [v for v in (p.default, *p.presets) if v is not None]
+        if values:
+            unset: list[dict[str, Scalar]] = [{}] if p.default is None and not p.required \
+                else []
+            return unset + [{p.name: v} for v in dict.fromkeys(values)]
+    return [{}]
+
+
+def wording(action: ActionInfo, target: str, params: dict[str, Scalar], snap: Snapshot) -> str:
+    """The line's text: the entry's phrase filled in, or its name, parameters and target."""
+    shown = {k: value_text(action.param(k), v) for k, v in params.items()}
+    where = target_text(action, target, snap)
+    phrase = action.phrase
+    if phrase and ("{target}" not in phrase or where):
+        try:
+            return phrase.format(target=where, **shown)
+        except (KeyError, IndexError):
+            pass
+    parts = [human(action.name), *shown.values(), f"on {where}" if target else where]
+    return " ".join(p for p in parts if p)
+
+
+def choices(catalogue: Iterable[ActionInfo], snap: Snapshot,
+            first: AnyNode | None = None) -> Iterator[CommandChoice]:
+    """Every entry on every target with its parameter variants; ``first``'s come first."""
+    lines: list[tuple[bool, ActionInfo, str]] = []
+    for action in catalogue:
+        for target in targets(action, snap):
+            lines.append((first is None or target != first.id, action, target))
+    lines.sort(key=lambda line: line[0])
+    cat = list(catalogue)
+    for _, action, target in lines:
+        key = key_of(cat, action.name)
+        hint = action.description + (f" (key {key})" if key else "")
+        for params in variants(action):
+            text = wording(action, target, params, snap)
+            yield CommandChoice(text, hint, Command(action.name, target, dict(params),
+                                                    origin="palette"))

@@ -19,31 +19,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 
-from stackyard.core.protocol import Command, Event, NodeState, Snapshot
-from stackyard.core.realtime import SPEEDS, next_speed
-from stackyard.core.session import Reply, Session
+from stackyard.core.protocol import AnyNode, Command, Event, Reply, Snapshot
+from stackyard.core.session import Session
 from stackyard.tui import actions
-from stackyard.tui.format import speed as fmt_speed
 from stackyard.tui.history import History
-from stackyard.tui.keys import (
-    GLOBAL_KEYS,
-    NODE_KEYS,
-    fault_for_key,
-    global_fault,
-    keys_for,
-    region_of,
-)
-from stackyard.tui.palette import ActionsProvider
+from stackyard.tui.keys import Bound, command_for, groups, node_keys, textual_key
+from stackyard.tui.palette import ActionsProvider, SafePalette
 from stackyard.tui.screens.detail import DetailScreen
 from stackyard.tui.screens.help import HelpScreen
 from stackyard.tui.screens.main import MainScreen
 from stackyard.tui.screens.sql import SqlScreen
 from stackyard.tui.themes import DEFAULT, builtin_themes, resolve_name, user_themes
+from stackyard.tui.widgets.scrubber import Scrubber
 from stackyard.tui.widgets.tier_pane import TierPane
 
-REPLICATION_CYCLE = ("async", "semi_sync", "sync")
 EXIT_WATCHDOG = 3.0
 """Seconds a signalled app gets to restore the terminal before the process exits anyway."""
 
@@ -57,38 +50,16 @@ class PaletteEntry:
     """The command ``run`` sends, if it sends one."""
 
 
-def _bindings() -> list[BindingType]:
-    out: list[BindingType] = [
-        Binding(key, f"node_fault('{key}')", label) for key, (label, _) in NODE_KEYS.items()
-    ]
-    out += [
-        Binding("question_mark", "help", "help"),
-        Binding("space", "toggle_pause", "pause"),
-        Binding("q", "quit", "quit"),
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
-        Binding("plus,equals_sign", "speed(1)", "faster", show=False),
-        Binding("minus,underscore", "speed(-1)", "slower", show=False),
-        Binding("full_stop", "step", "step", show=False),
-        Binding("u", "send('undo')", "undo"),
-        Binding("x", "send('clear_all')", "clear all", show=False),
-        Binding("t", "cycle_theme", "theme", show=False),
-        Binding("s", "sql", "sql", show=False),
-        Binding("a", "next_algorithm", "algorithm", show=False),
-        Binding("A", "toggle_autoscaler", "autoscaler", show=False),
-        Binding("right_square_bracket", "replicas(1)", "replica+", show=False),
-        Binding("left_square_bracket", "replicas(-1)", "replica-", show=False),
-        Binding("b", "send('backup')", "backup", show=False),
-        Binding("v", "switchover", "switchover", show=False),
-        Binding("M", "next_replication", "replication", show=False),
-    ]
-    for key, (label, _) in GLOBAL_KEYS.items():
-        out.append(Binding(key, f"global_fault('{key}')", label, show=False))
-    return out
+VIEW_BINDINGS: list[BindingType] = [
+    Binding("question_mark", "help", "help"),
+    Binding("q", "quit", "quit"),
+    Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    Binding("t", "cycle_theme", "theme", show=False),
+    Binding("s", "sql", "sql", show=False),
+]
+"""Keys of the viewer itself; the keys that send commands come from the catalogue."""
 
-
-SIM_ACTIONS = frozenset({"toggle_pause", "speed", "step", "send", "node_fault", "global_fault",
-                         "next_algorithm", "toggle_autoscaler", "replicas", "next_replication",
-                         "switchover", "sql"})
+RUN_ACTIONS = frozenset({"catalogue_key", "sql"})
 """Actions that act on the run: only from the main and detail screens."""
 
 
@@ -98,7 +69,7 @@ class StackyardApp(App[int]):
     TITLE = "stackyard"
     CSS_PATH = "app.tcss"
     COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {ActionsProvider}
-    BINDINGS: ClassVar[list[BindingType]] = _bindings()
+    BINDINGS: ClassVar[list[BindingType]] = VIEW_BINDINGS
     NOTIFICATION_TIMEOUT = 4
 
     def __init__(self, session: Session, *, theme: str | None = None,
@@ -110,8 +81,15 @@ class StackyardApp(App[int]):
         self.last_pane: TierPane | None = None
         self.handle_signals = handle_signals
         self._pending: Snapshot | None = None
+        self._time = float("-inf")
+        """Simulated time of the last snapshot taken."""
         self._unsubscribe: Callable[[], None] | None = None
-        self._key_signature: tuple[str, tuple[str, ...]] = ("", ())
+        self._key_signature: tuple[str, str] = ("", "")
+        self.key_groups = groups(session.catalogue)
+        """The catalogue's keys grouped by (key, label): one binding per group."""
+        for i, (key, label, bound) in enumerate(self.key_groups):
+            self.bind(textual_key(key), f"catalogue_key({i})", description=label,
+                      show=any(b.footer for b in bound))
         self._palette_cache: tuple[tuple[int, str, str], list[PaletteEntry]] | None = None
         self.frames = 0
         """Snapshots drawn (for benchmarks)."""
@@ -125,11 +103,27 @@ class StackyardApp(App[int]):
         """The themes ``t`` steps through: the built-ins, then the user's."""
         self.theme = resolve_name(theme, list(self.available_themes)) if theme else DEFAULT
 
+    def action_command_palette(self) -> None:
+        """Open the palette, once: a second ctrl+p in the same burst must not push another
+        palette while the first is still arriving or leaving."""
+        if any(isinstance(s, CommandPalette) for s in self.screen_stack):
+            return
+        if self.use_command_palette:
+            self.push_screen(SafePalette())
+
+    def pop_screen(self) -> AwaitComplete:
+        """Pop the top screen, but never the main screen: a close meant for a screen that a
+        burst of keys already replaced must not leave the user on an empty screen."""
+        if len(self.screen_stack) <= 2 and isinstance(self.screen, MainScreen):
+            return AwaitComplete(_nothing())
+        return super().pop_screen()
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
         for problem in self.theme_problems:
-            self.notify(problem, title="theme skipped", severity="warning", timeout=10)
+            self.notify(problem, title="theme skipped", severity="warning", timeout=10,
+                        markup=False)
         latest = self.session.latest
         if latest is not None:
             self._take(latest)
@@ -156,6 +150,11 @@ class StackyardApp(App[int]):
     # -- snapshots --------------------------------------------------------------------------
 
     def _take(self, snap: Snapshot) -> None:
+        if snap.time < self._time:
+            # Time went back (a replay sought): start the log and the charts afresh.
+            self.events.clear()
+            self.history = History()
+        self._time = snap.time
         self.events.extend(snap.events)
         self.history.add(snap)
 
@@ -178,11 +177,10 @@ class StackyardApp(App[int]):
         self.update_keys()
 
     def update_keys(self) -> None:
-        """Refresh the footer only when the keys that fit the current node change (a footer
-        refresh rebuilds its widgets, far too costly for every snapshot)."""
+        """Refresh the footer only when the keys that fit change (the selected node's kind or
+        the screen): a footer refresh rebuilds its widgets, far too costly per snapshot."""
         node = self.node
-        faults = keys_for(self.session.catalogue, node) if node is not None else []
-        signature = (type(self.screen).__name__, tuple(k.info.name for k in faults))
+        signature = (type(self.screen).__name__, node.kind if node is not None else "")
         if signature != self._key_signature:
             self._key_signature = signature
             self.refresh_bindings()
@@ -190,120 +188,61 @@ class StackyardApp(App[int]):
     # -- where keys act ---------------------------------------------------------------------
 
     @property
-    def node(self) -> NodeState | None:
-        """The node fault keys act on: the detail screen's, or the main screen's selection."""
+    def node(self) -> AnyNode | None:
+        """The node keys act on: the detail screen's, or the main screen's selection."""
         screen = self.screen
-        if isinstance(screen, DetailScreen):
-            return screen.node
-        if isinstance(screen, MainScreen):
+        if isinstance(screen, DetailScreen | MainScreen):
             return screen.node
         return None
 
+    def _command(self, index: int) -> tuple[Bound, Command] | None:
+        """The command key group ``index`` sends for the current selection, if any."""
+        snap = self.session.latest
+        node = self.node
+        for bound in self.key_groups[index][2]:
+            command = command_for(bound, node, snap)
+            if command is not None:
+                return bound, command
+        return None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in SIM_ACTIONS and not isinstance(self.screen, MainScreen | DetailScreen):
+        if action in RUN_ACTIONS and not isinstance(self.screen, MainScreen | DetailScreen):
             return False
-        if action == "node_fault":
-            key = str(parameters[0])
-            return fault_for_key(self.session.catalogue, key, self.node) is not None
-        if action in ("global_fault", "send") and parameters:
-            name = str(parameters[0])
-            if action == "global_fault":
-                return global_fault(self.session.catalogue, name) is not None
-            return name in {"undo", "clear_all"} or any(
-                a.name == name for a in self.session.catalogue)
-        if action in ("next_replication", "switchover"):
-            name = "set_replication" if action == "next_replication" else "switchover"
-            return any(a.name == name for a in self.session.catalogue)
+        if action == "catalogue_key":
+            index = parameters[0]
+            return isinstance(index, int) and self._command(index) is not None
         return True
 
     # -- sending ----------------------------------------------------------------------------
 
     async def send_command(self, command: Command) -> Reply:
-        """Send ``command``; a refusal shows as a notice with the engine's reason."""
+        """Send ``command``; a refusal shows as a notice with the reason."""
         reply = await self.session.send(command)
         if not reply.ok:
             self.notify(reply.error, title=f"{command.kind} refused", severity="error")
         return reply
 
-    async def action_send(self, kind: str) -> None:
-        await self.send_command(Command(kind))
-
-    async def action_node_fault(self, key: str) -> None:
-        node = self.node
-        info = fault_for_key(self.session.catalogue, key, node)
-        if node is None or info is None:
+    async def action_catalogue_key(self, index: int) -> None:
+        found = self._command(index)
+        if found is None:
             return
-        await self.send_command(Command(info.name, node.id))
+        bound, command = found
+        reply = await self.send_command(command)
+        action = bound.action
+        if reply.ok and reply.result and action.group != "fault" and command.params:
+            name = next(iter(command.params))
+            value: Any = reply.result
+            param = action.param(name)
+            if param is not None and param.type in ("number", "integer"):
+                value = float(reply.result)
+            elif param is not None and param.type == "bool":
+                value = reply.result == "on"
+            text = actions.wording(action, command.target, {name: value}, self.session.latest) \
+                if self.session.latest is not None else reply.result
+            self.notify(text, timeout=2)
 
-    async def action_global_fault(self, key: str) -> None:
-        info = global_fault(self.session.catalogue, key)
-        if info is None:
-            return
-        target = ""
-        if info.target.rstrip("?") == "region" and not info.target.endswith("?"):
-            snap = self.session.latest
-            regions = [n.id.removeprefix("edge-") for n in snap.nodes if n.kind == "edge"] \
-                if snap else []
-            target = region_of(self.node, regions)
-        await self.send_command(Command(info.name, target))
-
-    async def action_next_algorithm(self) -> None:
-        snap = self.session.latest
-        names = next((a.choices.get("name", ()) for a in self.session.catalogue
-                      if a.name == "set_algorithm"), ())
-        if not names or snap is None:
-            return
-        current = str((snap.info.get("balancer") or {}).get("algorithm", ""))
-        index = names.index(current) + 1 if current in names else 0
-        name = names[index % len(names)]
-        reply = await self.send_command(Command("set_algorithm", params={"name": name}))
-        if reply.ok:
-            self.notify(f"balancer algorithm: {name}", timeout=2)
-
-    async def action_toggle_autoscaler(self) -> None:
-        snap = self.session.latest
-        on = bool((snap.info.get("autoscaler") or {}).get("enabled", True)) if snap else True
-        await self.send_command(Command("set_autoscaler", params={"enabled": not on}))
-
-    async def action_replicas(self, delta: int) -> None:
-        snap = self.session.latest
-        if snap is None:
-            return
-        now = int((snap.info.get("autoscaler") or {}).get("replicas", 0))
-        await self.send_command(Command("set_replicas", params={"n": max(0, now + delta)}))
-
-    async def action_switchover(self) -> None:
-        """Hand the primary role over: to the selected replica if one is selected."""
-        node = self.node
-        target = node.id if node is not None and node.tier == "database" and \
-            node.state == "replica" else ""
-        await self.send_command(Command("switchover", target))
-
-    async def action_next_replication(self) -> None:
-        snap = self.session.latest
-        current = str((snap.info.get("database") or {}).get("mode", "")) if snap else ""
-        modes = next((a.choices.get("mode", ()) for a in self.session.catalogue
-                      if a.name == "set_replication"), REPLICATION_CYCLE)
-        index = modes.index(current) + 1 if current in modes else 0
-        mode = modes[index % len(modes)]
-        reply = await self.send_command(Command("set_replication", params={"mode": mode}))
-        if reply.ok:
-            self.notify(f"replication: {mode}", timeout=2)
-
-    # -- driver -----------------------------------------------------------------------------
-
-    def action_toggle_pause(self) -> None:
-        if self.session.status.paused:
-            self.session.resume()
-        else:
-            self.session.pause()
-
-    def action_speed(self, direction: int) -> None:
-        speed = self.session.set_speed(next_speed(self.session.status.speed, direction))
-        self.notify(f"speed {fmt_speed(speed)}", timeout=1.5)
-
-    def action_step(self) -> None:
-        self.session.step()
+    async def on_scrubber_seek(self, message: Scrubber.Seek) -> None:
+        await self.send_command(Command("seek", params={"time": message.time}, origin="mouse"))
 
     # -- views ------------------------------------------------------------------------------
 
@@ -316,7 +255,7 @@ class StackyardApp(App[int]):
 
     def action_sql(self) -> None:
         snap = self.session.latest
-        nodes = [n.id for n in snap.nodes if n.tier == "database"] if snap else []
+        nodes = [n.id for n in snap.nodes if n.kind == "db"] if snap else []
         if not nodes:
             self.notify("this run has no database nodes", severity="warning")
             return
@@ -346,22 +285,14 @@ class StackyardApp(App[int]):
             return self._palette_cache[1]
         out: list[PaletteEntry] = []
         if snap is not None:
-            cat = self.session.catalogue
-            for group in (actions.fault_choices(cat, snap, node),
-                          actions.clear_choices(snap), actions.control_choices(cat, snap)):
-                for choice in group:
-                    out.append(PaletteEntry(choice.text, choice.help,
-                                            partial(self.send_command, choice.command),
-                                            choice.command))
-            for node in snap.nodes:
-                out.append(PaletteEntry(f"open {node.kind} {node.id} detail",
-                                        f"{node.kind} in the {node.tier} tier",
-                                        partial(self.open_detail, node.id, node.kind)))
-        out.append(PaletteEntry("pause / resume", "space", self.action_toggle_pause))
-        out.append(PaletteEntry("step one simulated second", ".", self.action_step))
-        for s in SPEEDS:
-            out.append(PaletteEntry(f"speed {fmt_speed(s)}", "+ / - step through speeds",
-                                    partial(self.session.set_speed, s)))
+            for choice in actions.choices(self.session.catalogue, snap, node):
+                out.append(PaletteEntry(choice.text, choice.help,
+                                        partial(self.send_command, choice.command),
+                                        choice.command))
+            for n in snap.nodes:
+                out.append(PaletteEntry(f"open {n.kind} {n.id} detail",
+                                        f"{n.kind} in the {n.tier} tier",
+                                        partial(self.open_detail, n.id, n.kind)))
         out.append(PaletteEntry("filter events", "/", self.action_filter))
         out.append(PaletteEntry("SQL console", "s: read-only queries on a database node",
                                 self.action_sql))
@@ -374,14 +305,24 @@ class StackyardApp(App[int]):
 
     def on_key(self, event: Any) -> None:
         key = getattr(event, "key", "")
-        if key in NODE_KEYS and isinstance(self.screen, MainScreen | DetailScreen):
-            node = self.node
-            if node is not None and fault_for_key(self.session.catalogue, key, node) is None:
-                fits = ", ".join(f"{k.key} {k.label}" for k in keys_for(self.session.catalogue,
-                                                                          node))
-                self.notify(f"{key} ({NODE_KEYS[key][0]}) does not apply to {node.id} "
-                            f"({node.kind}); here: {fits or 'no fault keys'}",
-                            severity="warning", timeout=3)
+        if not isinstance(self.screen, MainScreen | DetailScreen):
+            return
+        mine = [i for i, (k, _, bound) in enumerate(self.key_groups)
+                if textual_key(k) == key and all(b.key.scope == "node" for b in bound)]
+        if not mine or any(self._command(i) is not None for i in mine):
+            return
+        node = self.node
+        if node is None:
+            return
+        label = self.key_groups[mine[0]][1]
+        fits = ", ".join(f"{b.key.key} {b.label}" for b in node_keys(self.session.catalogue,
+                                                                       node))
+        self.notify(f"{key} ({label}) does not apply to {node.id} ({node.kind}); here: "
+                    f"{fits or 'no fault keys'}", severity="warning", timeout=3)
+
+
+async def _nothing() -> None:
+    """An awaitable that does nothing (a refused pop)."""
 
 
 def run_app(session: Session, *, theme: str | None = None) -> int:

@@ -17,7 +17,7 @@ class History:
         self.keep = keep
         self.min_gap = min_gap
         self.nodes: dict[str, dict[str, deque[float]]] = {}
-        self.kpis: dict[str, deque[float]] = {}
+        self.kpi_rings: dict[str, deque[float]] = {}
         self._last_time = float("-inf")
 
     def add(self, snap: Snapshot) -> None:
@@ -29,15 +29,15 @@ class History:
             key_ = f"{node.kind}:{node.id}"
             seen.add(key_)
             series = self.nodes.setdefault(key_, {})
-            for key, value in node.metrics.items():
+            for key, value in node.metrics().items():
                 ring = series.get(key)
                 if ring is None:
                     ring = series[key] = deque(maxlen=self.keep)
                 ring.append(float(value))
-        for key, value in snap.kpis.items():
-            ring = self.kpis.get(key)
+        for key, value in snap.kpis.numbers().items():
+            ring = self.kpi_rings.get(key)
             if ring is None:
-                ring = self.kpis[key] = deque(maxlen=self.keep)
+                ring = self.kpi_rings[key] = deque(maxlen=self.keep)
             ring.append(float(value))
         for gone in [n for n in self.nodes if n not in seen]:
             del self.nodes[gone]

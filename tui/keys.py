@@ -1,10 +1,9 @@
-"""Which keys inject which faults, derived from the session's catalogue.
+"""Which keys send which commands: derived from the session's catalogue, nothing hard-coded.
 
-A fault kind's target type says which nodes it fits (``container``, ``vm``, ``host``, ``link``,
-``edge``, ``balancer``, ``region``, ``node``, ``db``; a trailing ``?`` makes the target optional;
-``none`` is global). A lowercase key applies the fitting kind to the selected node; an uppercase
-key applies a global fault. Kinds with no key here still appear in the command palette and in
-help, so new ones need no change to the TUI.
+Each catalogue entry lists its keys with a scope (see :class:`~core.protocol.KeyInfo`): a
+``node`` key acts on the selected node when the entry can target it, a ``global`` key acts
+without a selection, a ``selection`` key takes the selected node if it fits. A new kind of fault
+with a key in the catalogue gets its binding, footer label and help line here without changes.
 """
 
 from __future__ import annotations
@@ -12,109 +11,110 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from stackyard.core.protocol import NodeState
-from stackyard.core.session import ActionInfo
+from stackyard.core.protocol import ActionInfo, AnyNode, Command, KeyInfo, Snapshot
 
-NODE_KEYS: dict[str, tuple[str, str]] = {
-    # key: (label in the footer and help, fault kinds it may mean, space-separated)
-    "d": ("kill", "kill_container kill_vm kill_host kill_db"),
-    "c": ("crash", "crash_loop"),
-    "m": ("leak", "memory_leak"),
-    "h": ("hog", "cpu_hog"),
-    "n": ("neighbour", "noisy_neighbour"),
-    "l": ("latency", "link_latency"),
-    "o": ("loss", "packet_loss"),
-    "p": ("partition", "partition db_partition"),
-    "f": ("fail", "lb_failure"),
-    "e": ("outage", "edge_outage"),
-    "r": ("lag", "replica_lag"),
-    "w": ("slow disk", "slow_disk"),
-    "z": ("skew", "clock_skew"),
+_CHARACTER_KEYS = {
+    "+": "plus", "=": "equals_sign", "-": "minus", "_": "underscore", ".": "full_stop",
+    "]": "right_square_bracket", "[": "left_square_bracket", "/": "slash", ",": "comma",
+    "?": "question_mark", "!": "exclamation_mark", "*": "asterisk", "<": "less_than_sign",
+    ">": "greater_than_sign", "#": "number_sign", "@": "at", "&": "ampersand",
+    ";": "semicolon", ":": "colon", "'": "apostrophe", '"': "quotation_mark", "|": "pipe",
+    "\\": "backslash", "~": "tilde", "^": "circumflex_accent", "%": "percent_sign",
+    "$": "dollar_sign", "(": "left_parenthesis", ")": "right_parenthesis",
+    "{": "left_curly_bracket", "}": "right_curly_bracket", "`": "grave_accent", " ": "space",
 }
-"""Keys that act on the selected node."""
-
-GLOBAL_KEYS: dict[str, tuple[str, str]] = {
-    "S": ("spike", "traffic_spike"),
-    "O": ("region out", "region_outage"),
-    "P": ("cdn purge", "cache_purge"),
-    "R": ("retry storm", "retry_storm"),
-    "F": ("fail LB", "lb_failure"),
-    "D": ("kill primary", "kill_db"),
-}
-"""Keys for global faults (an optional target left empty; a region from the selection)."""
-
-NODE_TYPES = {"node": ("container", "edge", "link")}
-"""Target types that stand for several node kinds."""
 
 
-def target_type(info: ActionInfo) -> tuple[str, bool]:
-    """(type, optional) of a fault kind's target."""
-    return info.target.rstrip("?"), info.target.endswith("?")
+def textual_key(key: str) -> str:
+    """The name Textual gives the key the catalogue writes as ``key`` (``+`` is ``plus``)."""
+    return _CHARACTER_KEYS.get(key, key)
 
 
-def fits(info: ActionInfo, node: NodeState) -> bool:
-    """Whether fault kind ``info`` can target ``node``."""
-    if not info.fault:
-        return False
-    t, _ = target_type(info)
-    return node.kind == t or node.kind in NODE_TYPES.get(t, ())
-
-
-def node_faults(catalogue: Iterable[ActionInfo], node: NodeState) -> list[ActionInfo]:
-    """The fault kinds that can target ``node``, in catalogue order."""
-    return [a for a in catalogue if fits(a, node)]
+def shown_key(key: str) -> str:
+    """How help and the footer write a catalogue key."""
+    return key
 
 
 @dataclass(frozen=True)
-class KeyedFault:
-    key: str
-    label: str
-    info: ActionInfo
+class Bound:
+    """One key of one catalogue entry."""
+
+    key: KeyInfo
+    action: ActionInfo
+
+    @property
+    def label(self) -> str:
+        return self.key.label
+
+    @property
+    def footer(self) -> bool:
+        return self.key.scope == "node" or self.key.footer
 
 
-def fault_for_key(catalogue: Iterable[ActionInfo], key: str, node: NodeState | None) -> \
-        ActionInfo | None:
-    """The fault kind ``key`` means for ``node`` (None if it means nothing there)."""
-    if node is None or key not in NODE_KEYS:
-        return None
-    names = NODE_KEYS[key][1].split()
-    for info in catalogue:
-        if info.name in names and fits(info, node):
-            return info
-    return None
+def bindings(catalogue: Iterable[ActionInfo]) -> list[Bound]:
+    """Every key of every entry, in catalogue order."""
+    return [Bound(k, a) for a in catalogue for k in a.keys]
 
 
-def global_fault(catalogue: Iterable[ActionInfo], key: str) -> ActionInfo | None:
-    if key not in GLOBAL_KEYS:
-        return None
-    name = GLOBAL_KEYS[key][1]
-    return next((a for a in catalogue if a.name == name and a.fault), None)
+def groups(catalogue: Iterable[ActionInfo]) -> list[tuple[str, str, list[Bound]]]:
+    """Keys grouped by (key, label), in first-seen order: one footer binding per group."""
+    out: dict[tuple[str, str], list[Bound]] = {}
+    for b in bindings(catalogue):
+        out.setdefault((b.key.key, b.label), []).append(b)
+    return [(key, label, bound) for (key, label), bound in out.items()]
 
 
-def keys_for(catalogue: Iterable[ActionInfo], node: NodeState | None) -> list[KeyedFault]:
-    """The node keys that do something on ``node``, for the footer and help."""
-    cat = list(catalogue)
+def fits(action: ActionInfo, node: AnyNode | None, kinds: Iterable[str] = ()) -> bool:
+    """Whether ``action`` can target ``node`` (limited to ``kinds`` when given)."""
+    if node is None:
+        return False
+    allowed = tuple(kinds) or action.targets
+    return node.kind in allowed and node.kind in action.targets
+
+
+def region_of(node: AnyNode | None, snap: Snapshot | None) -> str:
+    """The client region a node serves, else the first region of the run."""
+    if node is not None and node.region:
+        return node.region
+    return snap.regions[0].name if snap is not None and snap.regions else ""
+
+
+def command_for(bound: Bound, node: AnyNode | None, snap: Snapshot | None) -> Command | None:
+    """The command ``bound``'s key sends with ``node`` selected (None: it means nothing here)."""
+    action, key = bound.action, bound.key
+    params = dict(key.params)
+    if key.scope == "node":
+        if not fits(action, node, key.kinds):
+            return None
+        assert node is not None
+        return Command(action.name, node.id, params, origin="key")
+    if key.scope == "selection":
+        target = node.id if fits(action, node, key.kinds) and node is not None else ""
+        if not target and action.targets and not action.target_optional:
+            return None
+        return Command(action.name, target, params, origin="key")
+    target = ""
+    if action.targets and not action.target_optional:
+        if "region" not in action.targets:
+            return None
+        target = region_of(node, snap)
+    return Command(action.name, target, params, origin="key")
+
+
+def node_keys(catalogue: Iterable[ActionInfo], node: AnyNode | None) -> list[Bound]:
+    """The node-scope keys that do something on ``node``, one per key, for footer and help."""
+    seen: set[str] = set()
     out = []
-    for key, (label, _) in NODE_KEYS.items():
-        info = fault_for_key(cat, key, node)
-        if info is not None:
-            out.append(KeyedFault(key, label, info))
+    for b in bindings(catalogue):
+        if b.key.scope == "node" and b.key.key not in seen and fits(b.action, node, b.key.kinds):
+            seen.add(b.key.key)
+            out.append(b)
     return out
 
 
-def key_of(name: str) -> str:
-    """The node key bound to fault kind ``name`` ('' if none)."""
-    for key, (_, names) in NODE_KEYS.items():
-        if name in names.split():
-            return key
+def key_of(catalogue: Iterable[ActionInfo], name: str) -> str:
+    """The first key bound to entry ``name`` ('' if none)."""
+    for b in bindings(catalogue):
+        if b.action.name == name:
+            return b.key.key
     return ""
-
-
-def region_of(node: NodeState | None, regions: Iterable[str]) -> str:
-    """The client region a node belongs to (edge-eu, client-eu -> eu), else the first region."""
-    known = sorted(regions)
-    if node is not None:
-        suffix = node.id.rsplit("-", 1)[-1]
-        if suffix in known:
-            return suffix
-    return known[0] if known else ""

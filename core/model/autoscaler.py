@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 
 from stackyard.core.config import AutoscalerConfig
 from stackyard.core.kernel import Kernel
+from stackyard.core.model.events import Emit
 
 from .compute import RUNNING, Cluster
-
-Emit = Callable[[str, str, str, str, str], None]
 
 
 class Autoscaler:

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from stackyard.core.config import BackupConfig
 from stackyard.core.kernel import Kernel
+from stackyard.core.model.events import Emit
 
 from .database import DatabaseTier, Write
 from .wal import Branch, common, digest_at, owner, records
-
-Emit = Callable[[str, str, str, str, str], None]
 
 
 class BaseBackup(NamedTuple):
@@ -123,7 +121,8 @@ class Backups:
         self.kernel.call_later(self.cfg.interval, self._backup_tick)
         self.take()
 
-    def take(self) -> bool:
+    def take(self, manual: bool = False) -> bool:
+        """Take a full base backup now (``manual``: asked for by the user, not the schedule)."""
         leader = self.tier.leader_node()
         if not leader.up or leader.role != "primary" or self.tier.restoring:
             self.emit("warning", "backup", "backup_skipped", "base backup skipped",
@@ -132,8 +131,9 @@ class Backups:
         self.ship()
         self.taken += 1
         self.base.append(BaseBackup(self.kernel.now, self.end, self._digest(self.end)))
+        why = ("taken on request" if manual else f"scheduled every {self.cfg.interval:g} s")
         self.emit("info", leader.id, "backup", f"base backup at LSN {self.end}",
-                  f"scheduled every {self.cfg.interval:g} s; the archive covers the rest")
+                  f"{why}; the archive covers the rest")
         if len(self.base) > self.cfg.retention:
             dropped = None
             while len(self.base) > self.cfg.retention:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from stackyard.core.config import ALGORITHMS, BalancerConfig
 from stackyard.core.kernel import Handle, Kernel
 from stackyard.core.metrics import Meter
+from stackyard.core.model.events import Emit
 
 from .traffic import Request
 
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from .compute import Container
     from .network import Link
 
-Emit = Callable[[str, str, str, str, str], None]
-"""emit(severity, component, kind, message, why)"""
 
 
 class Attempt:
@@ -96,6 +95,10 @@ class Backend:
         """Its points on the consistent-hash ring (computed when the ring first needs them)."""
 
 
+PAIR = ("lb-1", "lb-2")
+"""The ids of the active/standby pair."""
+
+
 class BalancerNode:
     __slots__ = ("id", "up")
 
@@ -123,7 +126,7 @@ class Balancer:
         self.emit = emit
         self.reply = reply
         self.rng = kernel.rng("balancer")
-        self.nodes = [BalancerNode("lb-1"), BalancerNode("lb-2")]
+        self.nodes = [BalancerNode(node_id) for node_id in PAIR]
         self.active_node = 0
         self.takeover_until = 0.0
         self.algorithm: str = cfg.algorithm
@@ -203,12 +206,27 @@ class Balancer:
 
     # -- the pair ---------------------------------------------------------------------------
 
+    def node_ids(self) -> list[str]:
+        return [n.id for n in self.nodes]
+
+    def node(self, node_id: str) -> BalancerNode | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+    def set_retries(self, retries: int, budget: float, timeout: float | None = None) -> None:
+        """Retries per request, the retry budget, and (if given) the per-attempt timeout."""
+        self.retries = retries
+        self.retry_budget = budget
+        if timeout is not None:
+            self.timeout = timeout
+
     def available(self) -> bool:
         return self.nodes[self.active_node].up and self.kernel.now >= self.takeover_until
 
     def fail_node(self, node_id: str) -> None:
-        idx = 0 if node_id == "lb-1" else 1
-        node = self.nodes[idx]
+        node = self.node(node_id)
+        if node is None:
+            raise ValueError(f"no balancer node {node_id!r}")
+        idx = self.nodes.index(node)
         if not node.up:
             return
         node.up = False
@@ -233,8 +251,10 @@ class Balancer:
                       f"{self.nodes[idx].id} holds the VIP", "the standby finished its takeover")
 
     def restore_node(self, node_id: str) -> None:
-        idx = 0 if node_id == "lb-1" else 1
-        node = self.nodes[idx]
+        node = self.node(node_id)
+        if node is None:
+            raise ValueError(f"no balancer node {node_id!r}")
+        idx = self.nodes.index(node)
         if node.up:
             return
         node.up = True

@@ -17,12 +17,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stackyard.core.config import AppConfig
 from stackyard.core.kernel import Handle, Kernel
 from stackyard.core.metrics import Meter, Series
+from stackyard.core.model.events import Emit
 
 from .service import EXPONENTIAL, sampler
 from .traffic import ENDPOINTS, STATIC, WRITE
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .balancer import Attempt, Balancer
     from .database import Database
 
-Emit = Callable[[str, str, str, str, str], None]
 
 PENDING = "pending"
 STARTING = "starting"
@@ -49,6 +48,12 @@ DONE = 1e-12
 
 CRASH_RESET_AFTER = 600.0
 """A container that ran this long without crashing starts its back-off from scratch."""
+MAX_DOUBLINGS = 60
+"""The crash-loop back-off doubles per restart up to its maximum; the exponent stops here so
+that a long crash loop (about a thousand restarts) never overflows a float."""
+MIN_BACKOFF = 0.1
+"""Restarts are at least this far apart, so a crash loop with zero start time and zero
+back-off still moves the clock instead of looping at one instant."""
 
 
 class Host:
@@ -409,7 +414,8 @@ class Container:
             self.restarts = 0
         self.restarts += 1
         cfg = self.cluster.cfg.container
-        self.backoff = min(cfg.backoff_initial * 2 ** (self.restarts - 1), cfg.backoff_max)
+        doubling = 2.0 ** min(self.restarts - 1, MAX_DOUBLINGS)
+        self.backoff = max(MIN_BACKOFF, min(cfg.backoff_initial * doubling, cfg.backoff_max))
         self.state = BACKOFF
         self.leaked = 0.0
         self.kernel.cancel(self._timer)
@@ -453,6 +459,36 @@ class Container:
         self.kernel.cancel(self._leak_timer)
         self._timer = self._leak_timer = None
         self.state = TERMINATED
+
+    def start_crash_loop(self, after: float) -> None:
+        """A bad release: the process exits ``after`` seconds after each start, from now on."""
+        self.crash_loop = True
+        self.crash_after = after
+        self.crash("crash", "a bad release: the process exits right after start")
+
+    def stop_crash_loop(self) -> None:
+        self.crash_loop = False
+
+    def stop_leak(self) -> None:
+        """The leak is fixed: memory stops growing and what leaked is freed."""
+        self.set_leak(0.0)
+        self.leaked = 0.0
+
+    def hog_cpu(self, cores: float) -> None:
+        """A runaway thread burns ``cores`` while the process runs (and after each restart)."""
+        self.hog_fault = cores
+        self.set_hog(cores if self.state in (RUNNING, DRAINING) else 0.0)
+
+    def stop_hog(self) -> None:
+        self.hog_fault = 0.0
+        self.set_hog(0.0)
+
+    def cut_off(self) -> None:
+        """Nothing reaches it over the network (its process keeps running)."""
+        self.partitioned = True
+
+    def reconnect(self) -> None:
+        self.partitioned = False
 
     def set_leak(self, mb_per_s: float) -> None:
         self.leak_rate = mb_per_s

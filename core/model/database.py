@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from stackyard.core.config import DatabaseConfig
 from stackyard.core.kernel import Handle, Kernel
 from stackyard.core.metrics import Meter
+from stackyard.core.model.events import Emit
 
 from .replication import Replication, Shipment
 from .wal import MASK, Branch, common, digest_at, owner, record, records, row_digest, rows_digest
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from .network import Link
 
 DbCallback = Callable[["Attempt", bool, str], None]
-Emit = Callable[[str, str, str, str, str], None]
 
 QUEUE_LIMIT = 1000
 """Queries waiting for a connection on one node before it refuses more."""
@@ -238,6 +238,18 @@ class DbNode:
     @apply_rate.setter
     def apply_rate(self, value: float) -> None:
         self.tier.set_apply_rate(self, value)
+
+    def throttle(self, rate: float) -> None:
+        """Apply the log at ``rate`` records per second (the tier's kick_apply resumes it)."""
+        self.apply_rate = max(rate, 0.1)
+
+    def set_disk(self, factor: float) -> None:
+        """Reads and fsyncs take ``factor`` times longer (1 = a healthy disk)."""
+        self.disk = max(factor, 1.0)
+
+    def set_skew(self, seconds: float) -> None:
+        """Its clock runs ``seconds`` behind the true time."""
+        self.skew = seconds
 
     def label(self) -> str:
         if not self._up:

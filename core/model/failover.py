@@ -11,14 +11,11 @@ rewinding its divergent writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from stackyard.core.config import FailoverConfig
 from stackyard.core.kernel import Kernel
+from stackyard.core.model.events import Emit
 
 from .database import DatabaseTier, DbNode
-
-Emit = Callable[[str, str, str, str, str], None]
 
 REWIND_TIME = 3.0
 """Seconds an old primary spends in pg_rewind before it follows the new leader."""
@@ -134,8 +131,8 @@ class Failover:
             return
         self._no_candidate_noted = False
         best = max(candidates, key=lambda r: (r.end, -int(r.id.split("-")[1])))
-        self.promote(best, f"the most advanced healthy replica (LSN {best.end}, "
-                           f"leader was at {tier.optime})")
+        self.promote(best, f"the most advanced healthy replica (LSN {best.end}; the old "
+                           f"leader's last optime in the lease store: {tier.optime})")
 
     def promote(self, r: DbNode, why: str) -> None:
         self.promoting = r.id
@@ -178,10 +175,11 @@ class Failover:
         r.last_renew = now
         tier.leader = r.id
         tier.lease_expiry = now + self.cfg.ttl
+        optime = tier.optime
         tier.optime = cut
         tier.failovers += 1
         tier.last_promotion = {"node": r.id, "time": now, "lsn": cut, "from": old.id,
-                               "lost": len(lost)}
+                               "lost": len(lost), "optime": optime}
         tier.acked_lsn = min(tier.acked_lsn, cut)
         tier.key_lsn = {k: v for k, v in tier.key_lsn.items() if v <= cut}
         tier.client_lsn = {c: v for c, v in tier.client_lsn.items() if v <= cut}

@@ -92,6 +92,26 @@ class Link:
         self._bandwidth = value
         self._reshape()
 
+    def set_delay(self, latency: float, jitter: float) -> None:
+        self.latency = latency
+        self.jitter = jitter
+
+    def set_loss(self, loss: float) -> None:
+        self.loss = loss
+
+    def set_bandwidth(self, bandwidth: float) -> None:
+        """Carry at most ``bandwidth`` messages per second (0 = unlimited); more queue."""
+        self.bandwidth = bandwidth
+        if not bandwidth:
+            self.busy_until = 0.0
+
+    def cut(self) -> None:
+        """Partition it: nothing crosses until :meth:`heal`."""
+        self.partitioned = True
+
+    def heal(self) -> None:
+        self.partitioned = False
+
     def delay(self, now: float) -> float:
         """One-way delay of a message sent now: latency +- jitter, plus a retransmission
         timeout per lost packet (doubling), plus queueing behind a bandwidth cap."""
@@ -151,6 +171,15 @@ class Edge:
         self.lookup_meter = Meter()
         self.uplink = uplink
         """Its link to the balancer."""
+
+    def fail(self, now: float) -> None:
+        """The edge goes dark; its clients keep trying it until DNS moves them."""
+        if self.up:
+            self.up = False
+            self.down_since = now
+
+    def recover(self) -> None:
+        self.up = True
 
     def sample(self, now: float) -> None:
         self.requests.sample(now, self.seen)

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from stackyard.core.config import PatternConfig, RegionConfig, TrafficConfig
+from stackyard.core.config import MAX_RATE, PatternConfig, RegionConfig, TrafficConfig
 
 if TYPE_CHECKING:
     from stackyard.core.kernel import Handle, Kernel
@@ -167,7 +167,15 @@ class Region:
         self._tick(None)
 
     def current_rate(self) -> float:
-        return self.cfg.rate * pattern_factor(self.cfg.pattern, self.kernel.now) * self.multiplier
+        """Arrivals per second now: rate x pattern x spikes, at most MAX_RATE (stacked spikes
+        multiply, and a rate the engine cannot simulate would stop its clock)."""
+        rate = self.cfg.rate * pattern_factor(self.cfg.pattern, self.kernel.now) * self.multiplier
+        return min(rate, MAX_RATE)
+
+    def scale(self, factor: float) -> None:
+        """Multiply its arrival rate by ``factor`` from now on (a spike; 1/factor undoes it)."""
+        self.multiplier *= factor
+        self.reschedule()
 
     def _event_rate(self, rate: float) -> float:
         """Events per second of the underlying Poisson process at mean request rate ``rate``."""

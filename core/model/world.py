@@ -12,7 +12,6 @@ counts the requests not answered yet.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
 
 from stackyard.core.config import Scenario
 from stackyard.core.kernel import Kernel
@@ -21,13 +20,12 @@ from stackyard.core.metrics import Meter, RollingHistogram, Series, SloBudget
 from .autoscaler import Autoscaler
 from .backup import Backups
 from .balancer import Balancer
-from .compute import Cluster
-from .database import DatabaseTier
+from .compute import TERMINATED, Cluster, Container
+from .database import DatabaseTier, DbNode
+from .events import Emit
 from .failover import Failover
 from .network import Edge, Link
 from .traffic import READ, STATIC, WRITE, Region, Request, Zipf
-
-Emit = Callable[[str, str, str, str, str], None]
 
 CROSS_REGION = 0.05
 """Extra one-way latency for a client sent to another region's edge by DNS failover."""
@@ -101,6 +99,91 @@ class World:
     @property
     def in_flight(self) -> int:
         return self.arrived - self.completed - self.failed
+
+    # -- finding things ---------------------------------------------------------------------
+
+    def find(self, kind: str, node_id: str) -> object | None:
+        """The live model object of ``kind`` (container, vm, host, link, edge, balancer,
+        region, db) called ``node_id``, or None."""
+        if kind == "container":
+            c = self.cluster.containers.get(node_id)
+            return c if c is not None and c.state != TERMINATED else None
+        if kind == "vm":
+            return self.cluster.vms.get(node_id)
+        if kind == "host":
+            return next((h for h in self.cluster.hosts if h.id == node_id), None)
+        if kind == "link":
+            return self.links.get(node_id)
+        if kind == "edge":
+            return self.edges.get(node_id)
+        if kind == "balancer":
+            return self.balancer.node(node_id)
+        if kind == "region":
+            return self.regions.get(node_id)
+        if kind == "db":
+            return self.db.nodes.get(node_id) if self.db is not None else None
+        return None
+
+    def ids(self, kind: str) -> list[str]:
+        """Every id of ``kind`` there is now."""
+        if kind == "container":
+            return [c.id for c in self.cluster.containers.values() if c.state != TERMINATED]
+        if kind == "vm":
+            return list(self.cluster.vms)
+        if kind == "host":
+            return [h.id for h in self.cluster.hosts]
+        if kind == "link":
+            return list(self.links)
+        if kind == "edge":
+            return list(self.edges)
+        if kind == "balancer":
+            return self.balancer.node_ids()
+        if kind == "region":
+            return list(self.regions)
+        if kind == "db":
+            return list(self.db.nodes) if self.db is not None else []
+        return []
+
+    def edge_of(self, region: str) -> Edge:
+        """The CDN edge that serves ``region``'s clients."""
+        return self._own_edge[region]
+
+    # -- partitions -------------------------------------------------------------------------
+
+    def cut(self, node: object) -> None:
+        """Partition a container, link, edge (its uplink) or database node off the network."""
+        if isinstance(node, DbNode):
+            assert self.failover is not None
+            self.failover.set_partition(node, "all")
+            return
+        if isinstance(node, Edge):
+            node = self.edge_links[node.region]
+        if isinstance(node, Link | Container):
+            node.cut() if isinstance(node, Link) else node.cut_off()
+        self.balancer.invalidate()
+
+    def heal(self, node: object) -> None:
+        """Undo :meth:`cut`."""
+        if isinstance(node, DbNode):
+            assert self.failover is not None
+            self.failover.set_partition(node, "")
+            return
+        if isinstance(node, Edge):
+            node = self.edge_links[node.region]
+        if isinstance(node, Link):
+            node.heal()
+        elif isinstance(node, Container):
+            node.reconnect()
+        self.balancer.invalidate()
+
+    def region_outage(self, region: str) -> None:
+        """A region's edge and its uplink go dark."""
+        self.edge_of(region).fail(self.kernel.now)
+        self.edge_links[region].cut()
+
+    def region_recovers(self, region: str) -> None:
+        self.edge_of(region).recover()
+        self.edge_links[region].heal()
 
     # -- the request path -------------------------------------------------------------------
 

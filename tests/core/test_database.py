@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from stackyard.core.engine import Engine
 from stackyard.core.model.database import DatabaseTier, Write
-from stackyard.core.protocol import Command
+from stackyard.core.protocol import Command, DbNode
+from stackyard.core.run import open_run as assemble
 from stackyard.core.storage import QueryError, Storage, check
 
 from .conftest import scenario
@@ -51,12 +52,10 @@ class Run:
 
 
 async def start(sc: Any, seed: int = 1) -> Run:
-    engine = Engine(sc, seed=seed)
-    storage = Storage(engine.db_nodes())
-    await storage.open()
-    engine.attach_storage(storage)
-    storage.start()
-    return Run(engine, storage)
+    opened = assemble(sc, seed=seed, storage=True)
+    await opened.start()
+    assert opened.storage is not None
+    return Run(opened.engine, opened.storage)
 
 
 @pytest.fixture
@@ -246,10 +245,13 @@ async def test_point_in_time_restore_holds_exactly_the_writes_acknowledged_by_th
     run = await open_run(stored, light())
     await run.run_until(130.0)
     run.apply("restore", time=60.0)
-    info = run.engine.snapshot().info["database"]["last_restore"]
-    assert info["rpo"] == pytest.approx(70.0)
-    await run.run_until(130.0 + info["rto"] + 0.001)  # before any new write can commit
-    assert run.engine.snapshot().info["database"]["last_restore"]["finished"] is not None
+    db = run.engine.snapshot().database
+    assert db is not None and db.last_restore is not None
+    info = db.last_restore
+    assert info.rpo == pytest.approx(70.0)
+    await run.run_until(130.0 + info.rto + 0.001)  # before any new write can commit
+    db = run.engine.snapshot().database
+    assert db is not None and db.last_restore is not None and db.last_restore.finished is not None
     expected = {w.wid for w in run.acked if w.acked_at is not None and w.acked_at <= 60.0}
     for node in run.db.nodes:
         assert await run.wids(node) == expected
@@ -372,13 +374,14 @@ def test_snapshot_shows_roles_lag_and_losses() -> None:
     engine.apply(Command("db_partition", "db-3", {"duration": 20.0}, at=5.0))
     engine.run_for(15.0)
     snap = engine.snapshot()
-    db = {n.id: n for n in snap.nodes if n.tier == "database"}
+    db = {n.id: n for n in snap.nodes if isinstance(n, DbNode)}
     assert [db[i].state for i in ("db-1", "db-2", "db-3")] == ["primary", "replica", "replica"]
-    assert db["db-3"].metrics["lag_lsn"] > 0 and db["db-3"].metrics["lag_s"] > 0
-    assert db["db-2"].metrics["lag_lsn"] == 0
-    info = snap.info["database"]
-    assert info["leader"] == "db-1" and info["mode"] == "async"
-    assert {"lost_writes", "conflicts", "rewound", "stale_reads", "backups"} <= set(info)
+    assert db["db-3"].lag_lsn > 0 and db["db-3"].lag_s > 0
+    assert db["db-2"].lag_lsn == 0
+    info = snap.database
+    assert info is not None
+    assert info.leader == "db-1" and info.mode == "async" and not info.degraded
+    assert info.lost_writes == info.conflicts == info.rewound == 0
 
 
 async def test_storage_falling_behind_applies_back_pressure_not_memory() -> None:
@@ -446,9 +449,11 @@ async def test_a_restore_before_the_oldest_base_backup_kept_is_refused(
                                          r"\(100\.0\); earlier points are no longer restorable"):
         run.apply("restore", time=59.0)
     run.apply("restore", time=61.0)
-    info = run.engine.snapshot().info["database"]["last_restore"]
-    assert info["base_backup"] == 60.0 and info["window"] == [60.0, 100.0]
-    await run.run_until(100.0 + info["rto"] + 0.001)
+    db = run.engine.snapshot().database
+    assert db is not None and db.last_restore is not None
+    info = db.last_restore
+    assert info.base_backup == 60.0 and info.window_start == 60.0 and db.restorable_from == 60.0
+    await run.run_until(100.0 + info.rto + 0.001)
     expected = {w.wid for w in run.acked if w.acked_at is not None and w.acked_at <= 61.0}
     for node in run.db.nodes:
         assert await run.wids(node) == expected

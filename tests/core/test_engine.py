@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from stackyard.core.engine import CommandError, Engine
-from stackyard.core.faults import CATALOGUE
-from stackyard.core.protocol import Command, Snapshot
+from stackyard.core.faults import FAULTS
+from stackyard.core.protocol import Command, Snapshot, decode, encode
 
 from .conftest import live_requests, scenario
 
@@ -62,7 +60,7 @@ def test_summary_is_json_and_deterministic() -> None:
     def summary(seed: int) -> str:
         engine = Engine(scenario("default"), seed=seed)
         engine.run_for(30.0)
-        return json.dumps(engine.summary(), sort_keys=True)
+        return encode(engine.summary()).decode()
 
     assert summary(11) == summary(11)
     assert summary(11) != summary(12)
@@ -80,8 +78,8 @@ def test_conservation_at_every_snapshot_of_a_faulty_run() -> None:
         snap = engine.snapshot()
         k = snap.kpis
         live = live_requests(engine)
-        assert k["arrived"] == k["completed"] + k["failed"] + len(live), f"at {t}"
-        assert k["in_flight"] == len(live)
+        assert k.arrived == k.completed + k.failed + len(live), f"at {t}"
+        assert k.in_flight == len(live)
         checked += 1
     assert checked == 360
     assert engine.world.failed > 0, "the faults should have failed some requests"
@@ -109,7 +107,7 @@ def test_littles_law_on_default() -> None:
     assert mean_in_system == pytest.approx(lam * w, rel=0.03)
 
 
-@pytest.mark.parametrize("kind", sorted(CATALOGUE))
+@pytest.mark.parametrize("kind", sorted(FAULTS))
 def test_every_fault_injects_clears_and_explains(kind: str) -> None:
     targets = {
         "container": "app-2",
@@ -119,11 +117,10 @@ def test_every_fault_injects_clears_and_explains(kind: str) -> None:
         "edge": "edge-eu",
         "balancer": "lb-1",
         "region": "us",
-        "node": "app-2",
         "db": "db-2",
     }
-    fk = CATALOGUE[kind]
-    target = "" if fk.target in ("none",) else targets[fk.target.rstrip("?")]
+    fk = FAULTS[kind]
+    target = targets[fk.targets[0]] if fk.targets else ""
     engine = Engine(scenario("default"), seed=1)
     engine.run_for(10.0)
     fid = engine.apply(Command(kind, target))
@@ -133,7 +130,7 @@ def test_every_fault_injects_clears_and_explains(kind: str) -> None:
     assert fault_events[0].why, "every fault explains itself"
     snap = engine.snapshot()
     if fk.clear is not None:
-        assert [f["id"] for f in snap.faults] == [fid]
+        assert [f.id for f in snap.faults] == [fid]
         engine.apply(Command("clear", fid))
         assert engine.snapshot().faults == ()
         assert any(e.kind == "fault_cleared" for e in engine.events)
@@ -141,7 +138,7 @@ def test_every_fault_injects_clears_and_explains(kind: str) -> None:
         assert snap.faults == ()
     engine.run_for(5.0)
     k = engine.snapshot().kpis
-    assert k["arrived"] == k["completed"] + k["failed"] + len(live_requests(engine))
+    assert k.arrived == k.completed + k.failed + len(live_requests(engine))
 
 
 def test_fault_with_duration_clears_itself() -> None:
@@ -159,7 +156,7 @@ def test_undo_clears_the_latest_fault_and_clear_all_the_rest() -> None:
     engine.apply(Command("cpu_hog", "app-1"))
     second = engine.apply(Command("packet_loss", "lb-app"))
     assert engine.apply(Command("undo")) == second
-    assert [f["kind"] for f in engine.snapshot().faults] == ["cpu_hog"]
+    assert [f.kind for f in engine.snapshot().faults] == ["cpu_hog"]
     engine.apply(Command("clear_all"))
     assert engine.snapshot().faults == ()
     assert engine.world.cluster.containers["app-1"].hog == 0.0
@@ -197,13 +194,14 @@ def test_control_commands_change_the_model() -> None:
     engine.apply(Command("set_timeout", "", {"seconds": 0.5}))
     engine.apply(Command("set_retries", "", {"retries": 2, "budget": 0.5}))
     engine.run_for(10.0)
-    info = engine.snapshot().info
-    assert info["balancer"]["algorithm"] == "power_of_two"
-    assert info["balancer"]["timeout"] == 0.5
-    assert info["balancer"]["retries"] == 2
-    assert info["autoscaler"]["enabled"] is False
-    assert info["autoscaler"]["replicas"] == 6
-    assert info["autoscaler"]["ready"] == 6
+    snap = engine.snapshot()
+    assert snap.balancer is not None and snap.autoscaler is not None
+    assert snap.balancer.algorithm == "power_of_two"
+    assert snap.balancer.timeout == 0.5
+    assert snap.balancer.retries == 2
+    assert snap.autoscaler.enabled is False
+    assert snap.autoscaler.replicas == 6
+    assert snap.autoscaler.ready == 6
 
 
 def test_scheduled_command_applies_at_its_time() -> None:
@@ -221,7 +219,7 @@ def test_snapshot_round_trips_through_json() -> None:
     engine.apply(Command("cpu_hog", "app-1"))
     engine.run_for(10.0)
     snap = engine.snapshot()
-    again = Snapshot.from_json(snap.to_json())
+    again = decode(Snapshot, snap.to_json())
     assert again == snap
     tiers = {n.tier for n in snap.nodes}
     assert tiers == {"network", "app", "database"}

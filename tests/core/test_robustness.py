@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 
 import pytest
 
 from stackyard.core.engine import CommandError, Engine
-from stackyard.core.faults import CATALOGUE
+from stackyard.core.faults import FAULTS
 from stackyard.core.protocol import Command
 
 from .conftest import live_requests, scenario
@@ -185,7 +184,7 @@ def test_replaying_the_command_log_reproduces_the_run() -> None:
     for at, cmd in live.commands:
         replay.apply(Command(cmd.kind, cmd.target, cmd.params, at=at))
     replay.run_until(90.0)
-    assert json.dumps(replay.summary()) == json.dumps(live.summary())
+    assert replay.summary() == live.summary()
     assert replay.snapshot().to_json() == live.snapshot().to_json()
 
 
@@ -193,13 +192,13 @@ def test_replaying_the_command_log_reproduces_the_run() -> None:
 def test_random_command_sequences_keep_every_invariant(base: str, seed: int) -> None:
     engine = Engine(scenario(base), seed=seed)
     rng = random.Random(seed)
-    kinds = [*CATALOGUE, "clear", "undo", "set_algorithm", "set_replicas", "switchover",
+    kinds = [*FAULTS, "clear", "undo", "set_algorithm", "set_replicas", "switchover",
              "set_replication", "restore", "clear_all"]
     for second in range(1, 121):
         if rng.random() < 0.3:
             kind = rng.choice(kinds)
             nodes = [n.id for n in engine.snapshot().nodes]
-            faults = [f["id"] for f in engine.snapshot().faults]
+            faults = [f.id for f in engine.snapshot().faults]
             target = rng.choice(["", *nodes, *faults, "eu", "us"])
             params = {
                 "set_algorithm": {"name": rng.choice(["random", "peak_ewma", "round_robin"])},
@@ -211,7 +210,7 @@ def test_random_command_sequences_keep_every_invariant(base: str, seed: int) -> 
                 engine.apply(Command(kind, target, params))
         engine.run_until(float(second))
         k = engine.snapshot().kpis
-        assert k["arrived"] == k["completed"] + k["failed"] + len(live_requests(engine))
+        assert k.arrived == k.completed + k.failed + len(live_requests(engine))
         for c in engine.world.cluster.containers.values():
             assert c.busy >= 0 and c.cpu_busy >= 0
         for vm in engine.world.cluster.vms.values():
@@ -221,3 +220,45 @@ def test_random_command_sequences_keep_every_invariant(base: str, seed: int) -> 
         assert all(x.active >= 0 for x in b.backends.values())
         if engine.world.db is not None:
             assert all(n.busy >= 0 for n in engine.world.db.nodes.values())
+
+
+def test_clearing_a_partition_of_a_container_that_is_gone_is_harmless() -> None:
+    engine = Engine(scenario("default", app={"autoscaler": {"enabled": False}}), seed=1)
+    fid = engine.apply(Command("partition", "app-1", {"duration": 60.0}))
+    engine.apply(Command("set_replicas", "", {"n": 3}))
+    engine.run_for(70.0)  # app-1 scaled in, then the partition's duration ended
+    assert engine.world.find("container", "app-1") is None
+    assert fid not in engine.faults
+    cleared = [e for e in engine.events if e.kind == "fault_cleared"]
+    assert cleared and "nothing to restore" in cleared[-1].why
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (Command("set_timeout", "", {"seconds": math.nan}), r"set_timeout\.seconds: expected"),
+        (Command("set_timeout", "", {"seconds": math.inf}), r"set_timeout\.seconds: expected"),
+        (Command("set_timeout", "", {"seconds": 1e30}), r"set_timeout\.seconds: expected"),
+        (Command("set_retries", "", {"retries": math.nan}), r"set_retries\.retries: expected"),
+        (Command("set_retries", "", {"retries": -1}), r"set_retries\.retries: expected"),
+        (Command("set_retries", "", {"retries": 1e30}), r"set_retries\.retries: expected"),
+        (Command("set_retries", "", {"retries": 1, "budget": -0.5}),
+         r"set_retries\.budget: expected"),
+        (Command("set_retries", "", {"retries": 1, "budget": -math.inf}),
+         r"set_retries\.budget: expected"),
+        (Command("restore", "", {"time": math.nan}), r"restore\.time: expected"),
+        (Command("set_replicas", "", {"n": math.inf}), r"set_replicas\.n: expected"),
+        (Command("traffic_spike", "", {"factor": 2.0}, at=math.nan),
+         r"traffic_spike\.at: expected"),
+    ],
+)
+def test_control_commands_are_bounded_whatever_their_source(command: Command,
+                                                            message: str) -> None:
+    engine = Engine(scenario("default"), seed=1)
+    engine.run_for(5.0)
+    before = engine.snapshot()
+    with pytest.raises(CommandError, match=message):
+        engine.apply(command)
+    after = engine.snapshot()
+    assert (after.balancer, after.autoscaler, after.database) == \
+        (before.balancer, before.autoscaler, before.database)

@@ -161,19 +161,19 @@ def test_deeply_nested_data_from_elsewhere_is_one_line_too() -> None:
 BAD_VALUES = [
     (
         "[traffic.regions.eu]\nrate = -5\n",
-        "traffic.regions.eu.rate: expected a number >= 0, got -5",
+        "traffic.regions.eu.rate: expected a number between 0 and 100000, got -5",
     ),
     (
         '[traffic.regions.eu]\nrate = "fast"\n',
-        "traffic.regions.eu.rate: expected a number >= 0, got 'fast' (a string)",
+        "traffic.regions.eu.rate: expected a number between 0 and 100000, got 'fast' (a string)",
     ),
     (
         "[app.container]\nworkers = true\n",
-        "app.container.workers: expected an integer >= 1, got true (a boolean)",
+        "app.container.workers: expected an integer between 1 and 1000, got true (a boolean)",
     ),
     (
         "[app.container]\nworkers = 2.5\n",
-        "app.container.workers: expected an integer >= 1, got 2.5 (a float)",
+        "app.container.workers: expected an integer between 1 and 1000, got 2.5 (a float)",
     ),
     (
         "[cdn]\nenabled = 1\n",
@@ -355,7 +355,7 @@ min = 5
 initial = 3
 """
     assert problems_of(tmp_path, text) == [
-        "traffic.regions.eu.rate: expected a number >= 0, got -1",
+        "traffic.regions.eu.rate: expected a number between 0 and 100000, got -1",
         "balancer.algoritm: unknown key (did you mean 'algorithm'?)",
         "balancer.retries: expected an integer between 0 and 10, got 'two' (a string)",
         "app.autoscaler: expected min <= initial <= max, got min=5, initial=3, max=40",
@@ -390,7 +390,8 @@ def test_cross_field_checks(data: dict[str, object], problem: str) -> None:
 def test_cross_field_check_skipped_when_a_field_is_already_wrong() -> None:
     with pytest.raises(ScenarioError) as info:
         scenario_from_dict({"app": {"autoscaler": {"min": -1, "initial": 50}}}, "x")
-    assert info.value.problems == ["app.autoscaler.min: expected an integer >= 0, got -1"]
+    assert info.value.problems == [
+        "app.autoscaler.min: expected an integer between 0 and 1000, got -1"]
 
 
 def test_non_table_root() -> None:
@@ -576,3 +577,15 @@ def test_docs_examples_are_valid() -> None:
     assert len(blocks) >= 2
     for block in blocks:
         scenario_from_dict(tomllib.loads(block), "docs/scenarios.md")
+
+
+def test_docs_list_every_fault_kind_with_its_parameters() -> None:
+    from stackyard.core.faults import FAULTS
+
+    text = DOC.read_text(encoding="utf-8")
+    table = text.split("| kind | target")[1]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \|[^|]+\|([^|]*)\|", table, re.M))
+    assert set(rows) == set(FAULTS)
+    for name, action in FAULTS.items():
+        documented = set(re.findall(r"`([a-z_]+)`", rows[name]))
+        assert documented == {p.name for p in action.params if p.name != "duration"}, name

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.core.engine import Engine
-from stackyard.core.scenario import resolve
-from stackyard.core.session import LocalSession
-from stackyard.core.storage import Storage
+from stackyard.core.run import open_run
 from stackyard.tui.app import StackyardApp
 
 SEED = 7
@@ -21,12 +18,7 @@ def build_app(theme_dir: Path, *, scenario: str = "default", seed: int = SEED,
               warmup: float = 5.0, storage: bool = False, theme: str | None = None,
               speed: float = 1.0) -> StackyardApp:
     """An app over a paused session, ``warmup`` simulated seconds in."""
-    engine = Engine(resolve(scenario), seed=seed)
-    store = None
-    if storage:
-        store = Storage(engine.db_nodes())
-        engine.attach_storage(store)
-    session = LocalSession(engine, paused=True, storage=store, speed=speed)
+    session = open_run(scenario, seed=seed, storage=storage).session(paused=True, speed=speed)
     if warmup:
         session.advance(warmup)
     return StackyardApp(session, theme=theme, theme_dir=theme_dir)

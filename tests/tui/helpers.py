@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from msgspec.structs import replace
 from textual.pilot import Pilot
 
 from stackyard.core.protocol import Command
@@ -24,9 +25,13 @@ def session(app: StackyardApp) -> LocalSession:
 
 
 def last_sent(app: StackyardApp) -> tuple[Command, Reply]:
+    """The last command sent and its reply; the command without its origin, which must say
+    where it came from (a key or the palette)."""
     sent = session(app).sent
     assert sent, "no command reached the engine"
-    return sent[-1]
+    command, reply = sent[-1]
+    assert command.origin in ("key", "palette"), command
+    return replace(command, origin=""), reply
 
 
 def pane(app: StackyardApp, tier: str) -> TierPane:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from stackyard.core.engine import Engine
-from stackyard.core.protocol import NodeState
-from stackyard.core.realtime import DriverStatus
-from stackyard.core.scenario import resolve
+from stackyard.core.protocol import (
+    Command,
+    ContainerNode,
+    DbNode,
+    DriverStatus,
+    EdgeNode,
+    LinkNode,
+    RegionInfo,
+    Snapshot,
+)
+from stackyard.core.run import open_run
 from stackyard.core.session import LocalSession
 from stackyard.tui.format import bar, clock, count, ms, sparkline, speed, state_class
-from stackyard.tui.keys import fault_for_key, keys_for, region_of
+from stackyard.tui.keys import bindings, command_for, node_keys, region_of
 from stackyard.tui.widgets.header import header_content
 from stackyard.tui.widgets.rows import node_row
 
@@ -46,17 +53,19 @@ def test_state_classes() -> None:
 
 
 def test_header_shows_the_achieved_speed_when_behind() -> None:
-    session = LocalSession(Engine(resolve("default"), seed=1), paused=True)
+    session = paused_session()
     session.advance(3)
     snap = session.latest
-    behind = header_content(snap, DriverStatus(False, 100.0, 27.4, True), 100).plain
+    status = DriverStatus(paused=False, speed=100.0, achieved=27.4, behind=True)
+    behind = header_content(snap, status, 100).plain
     assert "behind" in behind and "100x (got 27x)" in behind
-    paused = header_content(snap, DriverStatus(True, 2.0, 0.0, False), 100).plain
+    status = DriverStatus(paused=True, speed=2.0, achieved=0.0, behind=False)
+    paused = header_content(snap, status, 100).plain
     assert "paused" in paused and "2x" in paused and "got" not in paused
 
 
 def test_rows_fit_their_width_and_mark_faults() -> None:
-    session = LocalSession(Engine(resolve("default"), seed=1), paused=True)
+    session = paused_session()
     session.advance(5)
     assert session.latest is not None
     for node in session.latest.nodes:
@@ -68,16 +77,38 @@ def test_rows_fit_their_width_and_mark_faults() -> None:
     assert node_row(container, 30, selected=True, active_faults=1).plain.startswith("!")
 
 
-def test_fault_keys_follow_the_catalogue_target_types() -> None:
-    session = LocalSession(Engine(resolve("default"), seed=1), paused=True)
-    cat = session.catalogue
-    container = NodeState("app-1", "app", "container", "running")
-    link = NodeState("app-db", "network", "link", "ok")
-    db = NodeState("db-2", "database", "db", "replica")
-    assert fault_for_key(cat, "d", container).name == "kill_container"  # type: ignore[union-attr]
-    assert fault_for_key(cat, "p", container).name == "partition"  # type: ignore[union-attr]
-    assert fault_for_key(cat, "p", db).name == "db_partition"  # type: ignore[union-attr]
-    assert fault_for_key(cat, "l", container) is None
-    assert [k.key for k in keys_for(cat, link)] == ["l", "o", "p"]
-    assert region_of(NodeState("edge-us", "network", "edge", "up"), ["eu", "us"]) == "us"
-    assert region_of(container, ["us", "eu"]) == "eu"
+def paused_session() -> LocalSession:
+    return open_run("default", seed=1).session(paused=True)
+
+
+def test_keys_follow_the_catalogue_target_types() -> None:
+    cat = paused_session().catalogue
+    container = ContainerNode(id="app-1", state="running")
+    link = LinkNode(id="app-db", state="ok")
+    db = DbNode(id="db-2", state="replica")
+    snap = Snapshot(time=0.0, seq=1, regions=(RegionInfo(name="us", edge="edge-us"),
+                                              RegionInfo(name="eu", edge="edge-eu")))
+
+    def sent(key: str, node: object) -> Command | None:
+        for b in bindings(cat):
+            if b.key.key == key:
+                command = command_for(b, node, snap)  # type: ignore[arg-type]
+                if command is not None:
+                    return command
+        return None
+
+    assert sent("d", container) == Command("kill_container", "app-1", origin="key")
+    assert sent("p", container) == Command("partition", "app-1", origin="key")
+    assert sent("p", db) == Command("db_partition", "db-2", origin="key")
+    assert sent("w", link) == Command("bandwidth_cap", "app-db", origin="key")
+    assert sent("w", db) == Command("slow_disk", "db-2", origin="key")
+    assert sent("l", container) is None
+    assert sent("v", db) == Command("switchover", "db-2", origin="key")
+    assert sent("v", container) == Command("switchover", "", origin="key")
+    assert sent("O", EdgeNode(id="edge-eu", state="up", region="eu")) == \
+        Command("region_outage", "eu", origin="key")
+    assert sent("O", container) == Command("region_outage", "us", origin="key")
+    assert sent("space", None) == Command("pause", params={"paused": "toggle"}, origin="key")
+    assert [b.key.key for b in node_keys(cat, link)] == ["l", "o", "w", "p"]
+    assert region_of(EdgeNode(id="edge-us", state="up", region="us"), snap) == "us"
+    assert region_of(container, snap) == "us"

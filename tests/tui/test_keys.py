@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stackyard.core.protocol import Command
+from stackyard.core.protocol import Command, Reply
 from stackyard.tui.screens.detail import DetailScreen
 from stackyard.tui.screens.help import HelpScreen
 from stackyard.tui.screens.main import MainScreen
@@ -81,9 +81,9 @@ async def test_spike_makes_the_autoscaler_scale_up(make_app: AppFactory) -> None
         command, reply = last_sent(app)
         assert command == Command("traffic_spike", "") and reply.ok
         await advance(pilot, 40)
-        scaler = (session(app).latest.info["autoscaler"])  # type: ignore[union-attr]
-        assert scaler["replicas"] > 4
-        assert f"replicas {scaler['ready']}/{scaler['replicas']}" in screen_text(app)
+        scaler = session(app).latest.autoscaler  # type: ignore[union-attr]
+        assert scaler is not None and scaler.replicas > 4
+        assert f"replicas {scaler.ready}/{scaler.replicas}" in screen_text(app)
 
 
 GLOBAL_FAULTS = [
@@ -305,20 +305,24 @@ async def test_balancer_and_autoscaler_keys(make_app: AppFactory) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("a")
         await pilot.pause()
-        assert last_sent(app)[0] == Command("set_algorithm", params={"name":
-                                                                    "weighted_round_robin"})
+        assert last_sent(app) == (Command("set_algorithm", params={"name": "next"}),
+                                  Reply(ok=True, kind="set_algorithm",
+                                        result="weighted_round_robin"))
         assert "weighted_round_robin" in screen_text(app)
         await pilot.press("right_square_bracket")
         await pilot.pause()
-        assert last_sent(app)[0] == Command("set_replicas", params={"n": 5})
+        assert last_sent(app)[0] == Command("set_replicas", params={"n": "next"})
+        assert last_sent(app)[1].result == "5"
         await advance(pilot, 1)
         assert "replicas 4/5" in screen_text(app)
         await pilot.press("left_square_bracket")
         await pilot.pause()
-        assert last_sent(app)[0] == Command("set_replicas", params={"n": 4})
+        assert last_sent(app)[0] == Command("set_replicas", params={"n": "previous"})
+        assert last_sent(app)[1].result == "4"
         await pilot.press("A")
         await pilot.pause()
-        assert last_sent(app)[0] == Command("set_autoscaler", params={"enabled": False})
+        assert last_sent(app)[0] == Command("set_autoscaler", params={"enabled": "toggle"})
+        assert last_sent(app)[1].result == "off"
         assert "(off)" in screen_text(app)
 
 
@@ -327,7 +331,8 @@ async def test_database_keys(make_app: AppFactory) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("M")
         await pilot.pause()
-        assert last_sent(app)[0] == Command("set_replication", params={"mode": "sync"})
+        assert last_sent(app)[0] == Command("set_replication", params={"mode": "next"})
+        assert last_sent(app)[1].result == "semi_sync"
         assert last_sent(app)[1].ok, last_sent(app)[1].error
         assert "sync db-1" in screen_text(app)
         await pilot.press("b")

@@ -10,9 +10,9 @@ import pytest
 from stackyard.core.engine import Engine
 from stackyard.core.protocol import Command, Snapshot
 from stackyard.core.realtime import MAX_SPEED, MIN_SPEED, RealtimeDriver, clamp_speed, next_speed
+from stackyard.core.run import open_run
 from stackyard.core.scenario import resolve
-from stackyard.core.session import LocalSession, SessionError
-from stackyard.core.storage import Storage
+from stackyard.core.session import SessionError
 
 
 class ManualClock:
@@ -122,7 +122,7 @@ def test_speeds_are_clamped_and_stepped() -> None:
 
 
 async def test_session_send_publishes_the_consequence_at_once() -> None:
-    session = LocalSession(engine(), paused=True)
+    session = open_run("default", seed=3).session(paused=True)
     seen: list[Snapshot] = []
     unsubscribe = session.subscribe(seen.append)
     session.advance(5)
@@ -139,24 +139,38 @@ async def test_session_send_publishes_the_consequence_at_once() -> None:
     await session.close()
 
 
-async def test_session_catalogue_describes_faults_and_controls() -> None:
-    session = LocalSession(engine(), paused=True)
+async def test_session_catalogue_describes_faults_controls_and_driving() -> None:
+    session = open_run("default", seed=3).session(paused=True)
     names = {a.name: a for a in session.catalogue}
-    assert names["link_latency"].target == "link" and names["link_latency"].fault
+    assert names["link_latency"].targets == ("link",) and names["link_latency"].group == "fault"
     assert names["kill_container"].reversible is False
-    assert names["set_algorithm"].choices["name"][0] == "round_robin"
-    assert not names["undo"].fault
+    algorithm = names["set_algorithm"].param("name")
+    assert algorithm is not None and algorithm.choices[0] == "round_robin"
+    assert names["undo"].group == "control" and names["speed"].group == "driver"
+    assert {"pause", "resume", "speed", "step"} <= set(names)
+
+
+async def test_driver_commands_go_through_send() -> None:
+    session = open_run("default", seed=3).session(paused=True)
+    assert (await session.send(Command("speed", params={"x": 4}))).ok
+    assert session.status.speed == 4.0
+    assert (await session.send(Command("step", params={"seconds": 2.5}))).ok
+    assert session.engine.now == 2.5 and session.status.paused
+    assert (await session.send(Command("resume"))).ok and not session.status.paused
+    assert (await session.send(Command("pause"))).ok and session.status.paused
+    refused = await session.send(Command("speed", params={"x": 0}))
+    assert not refused.ok and refused.error.startswith("speed.x: expected a speed between")
+    assert session.status.speed == 4.0
 
 
 async def test_session_query_reads_a_nodes_rows_and_refuses_writes() -> None:
-    eng = engine()
-    storage = Storage(eng.db_nodes())
-    eng.attach_storage(storage)
-    session = LocalSession(eng, paused=True, storage=storage)
+    run = open_run("default", seed=3, storage=True)
+    session = run.session(paused=True)
     await session.start()
     try:
         session.advance(3)
-        await storage.flush()
+        assert run.storage is not None
+        await run.storage.flush()
         result = await session.query("db-1", "SELECT count(*) FROM writes")
         assert result.columns == ("count(*)",) and result.rows[0][0] > 0
         with pytest.raises(SessionError, match="read-only"):
@@ -166,6 +180,6 @@ async def test_session_query_reads_a_nodes_rows_and_refuses_writes() -> None:
 
 
 async def test_session_without_storage_says_so() -> None:
-    session = LocalSession(engine(), paused=True)
+    session = open_run("default", seed=3).session(paused=True)
     with pytest.raises(SessionError, match="without storage"):
         await session.query("db-1", "SELECT 1")

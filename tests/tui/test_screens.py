@@ -75,6 +75,6 @@ async def test_detail_of_a_node_that_goes_away(make_app: AppFactory) -> None:
         await pilot.pause()
         await pilot.press("left_square_bracket")
         await pilot.pause()
-        assert session(app).latest.info["autoscaler"]["replicas"] == 2  # type: ignore[union-attr]
+        assert session(app).latest.autoscaler.replicas == 2  # type: ignore[union-attr]
         await advance(pilot, 10)
         assert "app-1 is gone" in screen_text(app)

@@ -68,3 +68,27 @@ def test_sql_console_80x24(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_too_small_50x14(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(build_app(tmp_path), terminal_size=(50, 14))
+
+
+def test_replay_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    """A replay paused on the snapshot just after a fault, markers on the scrubber."""
+    import asyncio
+
+    from stackyard.core.protocol import Command
+    from stackyard.core.recorder import Recorder
+    from stackyard.core.recording import Recording
+    from stackyard.core.replay import ReplaySession
+    from stackyard.core.run import open_run
+    from stackyard.tui.app import StackyardApp
+
+    async def record() -> None:
+        run = open_run("default", seed=7, record=Recorder(tmp_path / "r.db"))
+        async with run:
+            await run.advance(20.0)
+            run.engine.apply(Command("kill_container", "app-2", origin="key"))
+            await run.advance(40.0)
+
+    asyncio.run(record())
+    session = ReplaySession(Recording.open(tmp_path / "r.db"), paused=True, at=30.0)
+    app = StackyardApp(session, theme_dir=tmp_path / "themes")
+    assert snap_compare(app, terminal_size=(80, 24))

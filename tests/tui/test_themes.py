@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -120,3 +122,93 @@ def test_wheel_ships_themes_scenarios_and_styles(tmp_path: Path) -> None:
     # Exactly one top-level import package: nothing named core, tui or themes at the top.
     tops = {name.split("/", 1)[0] for name in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"stackyard"}, tops
+    # Installed on its own, the wheel gives `stackyard` and nothing named core, tui or themes.
+    target = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+         str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    probe = ("import importlib.util, sys\n"
+             "sys.path = [p for p in sys.path if p not in ('', '.')]\n"
+             "import stackyard.core.run, stackyard.tui.app, stackyard.themes\n"
+             "assert stackyard.core.run.__file__.startswith(sys.argv[1]), "
+             "stackyard.core.run.__file__\n"
+             "for name in ('core', 'tui', 'themes', 'cli'):\n"
+             "    assert importlib.util.find_spec(name) is None, name\n")
+    # -S: no site processing, so no editable install's finder; the dependencies come from the
+    # site-packages directory put on the path by hand.
+    site = sysconfig.get_paths()["purelib"]
+    done = subprocess.run([sys.executable, "-S", "-c", probe, str(target)], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path,
+                          env={"PYTHONPATH": f"{target}{os.pathsep}{site}"})
+    assert done.returncode == 0, done.stderr
+
+
+# -- hostile theme files: a notice each, never a crash or a hang --------------------------
+
+
+def _hostile_themes(themes: Path) -> dict[str, str]:
+    """Write the hostile files into ``themes``; the fragment each one's notice must carry."""
+    themes.mkdir(parents=True, exist_ok=True)
+    (themes / "markup.toml").write_text("name = 'markup'\nprimary = '[/]'\n")
+    (themes / "[b]odd.toml").write_text("name = 'odd'\nprimary = 7\n")
+    (themes / "deep.toml").write_text("name = 'deep'\nprimary = '#fff'\nx = "
+                                      + "[" * 1000 + "]" * 1000 + "\n")
+    (themes / "cssvar.toml").write_text("name = 'cssvar'\nprimary = '#ff0000'\n"
+                                        "[variables]\nscrollbar = 'zzz'\n")
+    (themes / "token.toml").write_text("name = 'token'\nprimary = '#ff0000'\n"
+                                       "[variables]\nx = ';'\n")
+    os.mkfifo(themes / "fifo.toml")
+    (themes / "zero.toml").symlink_to("/dev/zero")
+    (themes / "huge.toml").write_text("name = 'huge'\nprimary = '#fff'\n#" + "x" * 100_000)
+    return {
+        "markup.toml": "primary: expected a colour such as '#1e90ff' or 'ansi_blue', got '[/]'",
+        "[b]odd.toml": "primary: expected a colour string, got 7",
+        "deep.toml": "nested too deeply",
+        "cssvar.toml": "variables.scrollbar: Invalid value ('zzz') for the color property",
+        "token.toml": "variables.x: Unexpected end of file",
+        "fifo.toml": "not a regular file",
+        "zero.toml": "not a regular file",
+        "huge.toml": "larger than 64 KiB",
+    }
+
+
+def test_hostile_theme_files_are_one_problem_each(tmp_path: Path) -> None:
+    expected = _hostile_themes(tmp_path / "themes")
+    (tmp_path / "themes" / "fine.toml").write_text(
+        "name = 'fine'\nprimary = '#ff00ff'\n[variables]\n"
+        "scrollbar = '#123456'\n'block-cursor-text-style' = 'bold underline'\n")
+    found = user_themes(tmp_path / "themes")
+    assert found.names() == ["fine"]
+    assert len(found.problems) == len(expected)
+    for problem in found.problems:
+        name = Path(problem.split(": ", 1)[0]).name
+        assert expected[name] in problem and "\n" not in problem and len(problem) < 400
+
+
+async def test_the_app_starts_with_hostile_themes_and_shows_their_notices(
+    tmp_path: Path,
+) -> None:
+    _hostile_themes(tmp_path / "themes")
+    app = build_app(tmp_path / "themes")
+    async with app.run_test(size=(120, 60), notifications=True) as pilot:
+        await pilot.pause()
+        assert app.is_running and len(app.theme_problems) == 8
+        assert "[/]" in screen_text(app), "the notice shows the value as written"
+        for _ in app.cycle:  # every theme that loaded can be chosen and drawn
+            await pilot.press("t")
+            await pilot.pause()
+            assert app.is_running
+    assert app.return_code in (None, 0)
+
+
+def test_theme_flag_with_hostile_files_is_one_line(tmp_path: Path) -> None:
+    _hostile_themes(tmp_path / "stackyard" / "themes")
+    result = subprocess.run(
+        [sys.executable, "-m", "stackyard.cli", "--theme", "deep"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("stackyard: --theme: no theme 'deep'")
+    assert len(result.stderr.splitlines()) == 1

@@ -155,3 +155,16 @@ def test_lost_terminal_ends_the_process(tmux: Tmux) -> None:
         time.sleep(0.05)
     os.kill(int(pid), 9)
     raise AssertionError("stackyard kept running after its terminal went away")
+
+
+@pytest.mark.parametrize("redirect", ["2>err.log", ">out.log"])
+def test_a_redirected_stream_does_not_take_the_app_with_it(tmux: Tmux, redirect: str) -> None:
+    """Textual draws on stderr: with ``2>file`` the app must still be drawn on the terminal
+    (not into the file), and with ``>file`` too."""
+    tmux("new-session", "-d", "-s", tmux.name, "-x", "100", "-y", "30", "sh")
+    tmux.keys(f"PS1='$ '; {_binary()} {redirect}; echo stackyard-exit=$?", "Enter")
+    tmux.wait(_up, "the three panes on the terminal")
+    tmux.keys("q")
+    tmux.wait(lambda s: "stackyard-exit=0" in s, "the shell after a clean exit")
+    written = (tmux.cwd / redirect.lstrip("2>")).read_text()
+    assert "\x1b" not in written and "Network" not in written, written[:200]

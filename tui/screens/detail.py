@@ -12,18 +12,14 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
-from stackyard.core.protocol import NodeState, Snapshot
+from stackyard.core.protocol import AnyNode, DbNode, Snapshot
 from stackyard.tui.format import GLYPHS, STATE_STYLE, count, state_class
-from stackyard.tui.keys import keys_for
+from stackyard.tui.keys import node_keys
+from stackyard.tui.screens.closing import Closable
 from stackyard.tui.widgets.header import KpiHeader
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
-
-
-STATIC = frozenset({"workers", "queue_cap", "memory_limit_mb", "vcpus", "cores", "pool_size",
-                    "timeline"})
-"""Capacities and settings: shown once in the head, not charted."""
 
 
 def _value(value: float) -> str:
@@ -54,18 +50,18 @@ class Chart(Horizontal):
             f"{_value(now)}\n[$text-muted]{_value(lo)}–{_value(hi)}[/]")
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(Closable, Screen[None]):
     """Everything about one node; fault keys act on it; escape goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,enter,backspace", "app.pop_screen", "back"),
+        Binding("escape,enter,backspace", "close", "back"),
     ]
 
     def __init__(self, node_id: str, kind: str = "") -> None:
         super().__init__()
         self.node_id = node_id
         self.kind = kind
-        self.node: NodeState | None = None
+        self.node: AnyNode | None = None
         self._metrics: tuple[str, ...] = ()
         self._last_seq = -1
 
@@ -93,7 +89,7 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-head", Static).update(self._head(node, snap))
         if node is None:
             return
-        metrics = tuple(m for m in node.metrics if m not in STATIC)
+        metrics = tuple(m for m in node.metrics() if m not in node.CAPACITY)
         charts = self.query_one("#charts", VerticalScroll)
         if metrics != self._metrics:
             self._metrics = metrics
@@ -103,12 +99,12 @@ class DetailScreen(Screen[None]):
             return
         self._fill(node)
 
-    def _fill(self, node: NodeState) -> None:
+    def _fill(self, node: AnyNode) -> None:
         series = self.yard.history.series(node.id, node.kind)
         for chart in self.query(Chart):
             chart.show(list(series.get(chart.metric, ())))
 
-    def _head(self, node: NodeState | None, snap: Snapshot) -> Content:
+    def _head(self, node: AnyNode | None, snap: Snapshot) -> Content:
         if node is None:
             return Content.styled(f"{self.node_id} is gone (terminated or removed); "
                                   "escape to go back", "bold $warning")
@@ -117,21 +113,23 @@ class DetailScreen(Screen[None]):
                                   f"  {node.kind} in the {node.tier} tier  ",
                                   (f"{GLYPHS[cls]} {node.state}", STATE_STYLE[cls]),
                                   (f"  on {node.parent}" if node.parent else "", "$text-muted"))]
-        faults = [f for f in snap.faults if f.get("target") == node.id]
+        faults = [f for f in snap.faults if f.target == node.id]
         if faults:
-            text = ", ".join(f"{f.get('id')} {f.get('kind')}" for f in faults)
+            text = ", ".join(f"{f.id} {f.kind}" for f in faults)
             lines.append(Content.styled(f"active faults: {text} (u undoes the last)",
                                         "bold $error"))
-        static = [f"{k} {_value(v)}" for k, v in node.metrics.items() if k in STATIC]
+        static = [f"{k} {_value(v)}" for k, v in node.metrics().items() if k in node.CAPACITY]
         if static:
             lines.append(Content.styled("  ".join(static), "$text-muted"))
-        keys = keys_for(self.yard.session.catalogue, node)
+        keys = node_keys(self.yard.session.catalogue, node)
         if keys:
             lines.append(Content.assemble(
                 ("keys: ", "$text-muted"),
-                *[(f"{k.key} {k.label}  ", "") for k in keys]))
-        info = {k: v for k, v in node.info.items() if k != "trend" and v not in ("", None, {}, [])}
-        if info:
-            lines.append(Content.styled(
-                "  ".join(f"{k} {v}" for k, v in info.items())[:400], "$text-muted"))
+                *[(f"{k.key.key} {k.label}  ", "") for k in keys]))
+        notes = [f"region {node.region}"] if node.region else []
+        if isinstance(node, DbNode) and node.partition:
+            cut = "its peers" if node.partition == "cluster" else "the application and its peers"
+            notes.append(f"partitioned from {cut}")
+        if notes:
+            lines.append(Content.styled("  ".join(notes), "$text-muted"))
         return Content("\n").join(lines)

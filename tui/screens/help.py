@@ -1,4 +1,4 @@
-"""Every key, generated from the bindings and the fault key table."""
+"""Every key and action, generated from the run's catalogue."""
 
 from __future__ import annotations
 
@@ -11,24 +11,17 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from stackyard.core.session import ActionInfo
-from stackyard.tui.keys import GLOBAL_KEYS, NODE_KEYS, key_of
+from stackyard.core.protocol import ActionInfo
+from stackyard.tui.keys import bindings
+from stackyard.tui.screens.closing import Closable
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
 
-GENERAL = [
+VIEW = [
     ("tab shift+tab", "next / previous pane (← → too)"),
     ("↑ ↓  j k", "move between nodes (home end pgup pgdn)"),
     ("enter", "the selected node's detail and charts"),
-    ("space", "pause / resume"),
-    ("+  -", "faster / slower (0.25x to 100x)"),
-    (".", "step: pause, advance one simulated second"),
-    ("u", "undo the last fault"),
-    ("x", "clear every fault"),
-    ("a  A", "next balancer algorithm / autoscaler on-off"),
-    ("]  [", "one replica more / fewer"),
-    ("b  v  M", "backup / switchover (to a selected replica) / mode"),
     ("/", "filter events (enter applies, escape clears)"),
     ("s", "read-only SQL console on a database node"),
     ("t", "next theme (ctrl+p, Theme: all of them)"),
@@ -36,35 +29,48 @@ GENERAL = [
     ("?", "this help"),
     ("q  ctrl+c", "quit"),
 ]
+"""The viewer's own keys; everything else comes from the run's catalogue."""
 KEY_W = 14
 
 
+def _line(key: str, text: str) -> Content:
+    return Content.assemble((f"  {key:<{KEY_W}}", "bold"), text)
+
+
 def help_text(catalogue: tuple[ActionInfo, ...]) -> Content:
+    """Every key and every action of ``catalogue``, by what it acts on."""
     lines: list[Content] = [Content.styled("Keys", "bold $accent")]
-    for key, text in GENERAL:
-        lines.append(Content.assemble((f"  {key:<{KEY_W}}", "bold"), text))
-    lines.append(Content(""))
-    lines.append(Content.styled("Faults on the selected node", "bold $accent"))
-    names = {a.name: a for a in catalogue}
-    for key, (label, kinds) in NODE_KEYS.items():
-        known = [names[k] for k in kinds.split() if k in names]
-        if not known:
+    lines += [_line(k, t) for k, t in VIEW]
+    bound = bindings(catalogue)
+    sections = (
+        ("Driving and controls",
+         [b for b in bound if b.action.group != "fault"]),
+        ("Faults on the selected node",
+         [b for b in bound if b.action.group == "fault" and b.key.scope == "node"]),
+        ("Global faults",
+         [b for b in bound if b.action.group == "fault" and b.key.scope != "node"]),
+    )
+    for title, keyed in sections:
+        if not keyed:
             continue
-        where = ", ".join(f"{a.target.rstrip('?')} ({a.name})" for a in known)
-        lines.append(Content.assemble((f"  {key:<{KEY_W}}", "bold"), f"{label}: {where}"))
-    lines.append(Content(""))
-    lines.append(Content.styled("Global faults", "bold $accent"))
-    for key, (label, kind) in GLOBAL_KEYS.items():
-        if kind in names:
-            lines.append(Content.assemble((f"  {key:<{KEY_W}}", "bold"),
-                                          f"{label}: {names[kind].description}"))
-    spare = [a for a in catalogue if a.fault and not key_of(a.name)
-             and a.name not in {k for _, k in GLOBAL_KEYS.values()}]
+        lines += [Content(""), Content.styled(title, "bold $accent")]
+        by_key: dict[tuple[str, str], list[ActionInfo]] = {}
+        for b in keyed:
+            by_key.setdefault((b.key.key, b.label), []).append(b.action)
+        for (key, label), acts in by_key.items():
+            if title.startswith("Faults"):
+                where = ", ".join(f"{'/'.join(a.targets)} ({a.name})" for a in acts)
+                text = f"{label}: {where}"
+            elif acts[0].phrase and "{" not in acts[0].phrase:
+                text = acts[0].phrase
+            else:
+                text = f"{label}: {acts[0].description}"
+            lines.append(_line(key, text))
+    spare = [a for a in catalogue if not a.keys]
     if spare:
-        lines.append(Content(""))
-        lines.append(Content.styled("In the command palette only (ctrl+p)", "bold $accent"))
-        for a in spare:
-            lines.append(Content.assemble((f"  {a.name:<{KEY_W}}", "bold"), a.description))
+        lines += [Content(""), Content.styled("In the command palette only (ctrl+p)",
+                                              "bold $accent")]
+        lines += [_line(a.name, a.description) for a in spare]
     lines.append(Content(""))
     lines.append(Content.styled("A fault key acts on the node selected in the focused pane; "
                                 "the footer shows the keys that fit it. Uppercase keys are "
@@ -73,9 +79,9 @@ def help_text(catalogue: tuple[ActionInfo, ...]) -> Content:
     return Content("\n").join(lines)
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Closable, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark,q", "app.pop_screen", "close"),
+        Binding("escape,question_mark,q", "close", "close"),
     ]
 
     def compose(self) -> ComposeResult:

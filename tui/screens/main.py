@@ -10,9 +10,11 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from stackyard.core.protocol import NodeState, Snapshot
+from stackyard.core.protocol import AnyNode, Snapshot
+from stackyard.core.replay import TimelineSource
 from stackyard.tui.widgets.event_log import EventLog
 from stackyard.tui.widgets.header import KpiHeader
+from stackyard.tui.widgets.scrubber import Scrubber
 from stackyard.tui.widgets.tier_pane import TierPane
 from stackyard.tui.widgets.trends import Trends
 
@@ -47,6 +49,8 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield KpiHeader(id="header")
+        if isinstance(self.yard.session, TimelineSource):
+            yield Scrubber(id="scrubber")
         with Horizontal(id="panes"):
             for tier, title, pane_id in TIERS:
                 yield TierPane(tier, title, id=pane_id)
@@ -80,22 +84,24 @@ class MainScreen(Screen[None]):
         """Redraw from ``snap`` (the app calls this only while this screen is active)."""
         header = self.query_one(KpiHeader)
         header.show(snap, self.yard.session.status)
+        session = self.yard.session
+        if isinstance(session, TimelineSource):
+            self.query_one(Scrubber).show(session.timeline)
         if snap is None or snap.seq == self._last_seq:
             return
         self._last_seq = snap.seq
         faulted: dict[str, int] = {}
         for f in snap.faults:
-            target = str(f.get("target", ""))
-            if target:
-                faulted[target] = faulted.get(target, 0) + 1
+            if f.target:
+                faulted[f.target] = faulted.get(f.target, 0) + 1
         for tier, _, pane_id in TIERS:
             nodes = [n for n in snap.nodes if n.tier == tier]
-            self.query_one(f"#{pane_id}", TierPane).update_nodes(nodes, snap.info, faulted)
+            self.query_one(f"#{pane_id}", TierPane).update_nodes(nodes, snap, faulted)
         self.query_one(EventLog).catch_up()
         self.query_one(Trends).show(snap)
 
     @property
-    def node(self) -> NodeState | None:
+    def node(self) -> AnyNode | None:
         """The selected node of the focused pane (or of the last focused one)."""
         focused = self.focused
         if isinstance(focused, TierPane):
@@ -111,7 +117,8 @@ class MainScreen(Screen[None]):
             self.yard.update_keys()
 
     def on_tier_pane_opened(self, message: TierPane.Opened) -> None:
-        self.yard.open_detail(message.node.id, message.node.kind)
+        if self.is_current:  # else a key in the same burst already put a screen on top
+            self.yard.open_detail(message.node.id, message.node.kind)
 
     def select_node(self, node_id: str, kind: str = "") -> bool:
         """Focus the pane holding ``node_id`` (of ``kind``, where ids are shared); select it."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -11,7 +11,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Select, Static
 
+from stackyard.core.protocol import DbNode, QueryResult
 from stackyard.core.session import SessionError
+from stackyard.tui.screens.closing import Closable
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
@@ -19,10 +21,10 @@ if TYPE_CHECKING:
 EXAMPLE = "SELECT count(*) FROM writes"
 
 
-class SqlScreen(Screen[None]):
+class SqlScreen(Closable, Screen[None]):
     """Pick a node, type a query, enter runs it; results and errors show below."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "back")]
 
     def __init__(self, nodes: list[str], node: str) -> None:
         super().__init__()
@@ -67,7 +69,7 @@ class SqlScreen(Screen[None]):
         table = self.query_one("#sql-result", DataTable)
         status.update(f"running on {node}…")
         try:
-            result: Any = await self.yard.session.query(node, sql)
+            result: QueryResult = await self.yard.session.query(node, sql)
         except SessionError as exc:
             status.update(f"[$error]{node}: {exc}[/]")
             return
@@ -84,12 +86,10 @@ class SqlScreen(Screen[None]):
         snap = self.yard.session.latest
         if snap is None:
             return ""
-        n = next((x for x in snap.nodes if x.id == node and x.tier == "database"), None)
-        if n is None:
+        n = snap.find(node, "db")
+        if not isinstance(n, DbNode):
             return ""
-        text = f" · {n.state}"
-        if "applied" in n.metrics:
-            text += f", applied lsn {n.metrics['applied']:.0f}"
-        if n.metrics.get("lag_lsn"):
-            text += f", {n.metrics['lag_lsn']:.0f} behind ({n.metrics.get('lag_s', 0.0):.2f} s)"
+        text = f" · {n.state}, applied lsn {n.applied}"
+        if n.lag_lsn:
+            text += f", {n.lag_lsn} behind ({n.lag_s:.2f} s)"
         return text

@@ -5,8 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widget import Widget
 
-from stackyard.core.protocol import Snapshot
-from stackyard.core.realtime import DriverStatus
+from stackyard.core.protocol import DriverStatus, Snapshot
 from stackyard.tui.format import clock, count, ms, pct, speed
 
 
@@ -22,6 +21,11 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
         run = Content.styled("▶ behind", "bold $error")
     else:
         run = Content.styled("▶" if narrow else "▶ running", "bold $success")
+    if status.replay:
+        if narrow:  # the glyph says enough beside the badge
+            run = Content.styled("⏸" if status.paused else "▶",
+                                 "bold $warning" if status.paused else "bold $success")
+        run = Content.assemble(Content.styled("REPLAY", "bold reverse $accent"), " ", run)
     set_speed = speed(status.speed)
     if status.behind and not status.paused:
         pace = Content.styled(f"{set_speed} (got {speed(status.achieved)})", "bold $error")
@@ -29,11 +33,11 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
         pace = Content.assemble(set_speed, (f" (got {speed(status.achieved)})", "$text-muted"))
     else:
         pace = Content(set_speed)
-    err = float(k.get("error_rate", 0.0))
-    budget = float(k.get("slo_budget", 1.0))
-    faults = int(k.get("active_faults", 0))
+    err = k.error_rate
+    budget = k.slo_budget
+    faults = k.active_faults
     sep = Content.styled("│" if narrow else " │ ", "$text-muted")
-    p50, p95, p99 = (float(k.get(q, 0.0)) for q in ("p50", "p95", "p99"))
+    p50, p95, p99 = k.p50, k.p95, k.p99
     if narrow:
         lat = Content(f"p50 {ms(p50).removesuffix('ms')} p95 {ms(p95).removesuffix('ms')} "
                       f"p99 {ms(p99)}")
@@ -41,7 +45,7 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
         lat = Content(f"p50 {ms(p50)} p95 {ms(p95)} p99 {ms(p99)}")
     parts: list[Content] = [run, Content(" "), Content.styled(clock(snap.time), "bold"),
                             Content(" "), pace, sep,
-                            Content(f"{count(float(k.get('rps', 0.0)))} rps"), sep,
+                            Content(f"{count(k.rps)} rps"), sep,
                             lat, sep,
                             Content.styled(f"err {pct(err, 0 if narrow and err >= 0.1 else 1)}",
                                            "bold $error" if err >= 0.01 else ""), sep,
@@ -51,9 +55,7 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
                             Content.styled(f"faults {faults}", "bold $error" if faults else "")]
     line = Content.assemble(*parts)
     if width >= line.cell_length + 20:
-        name = str(snap.info.get("scenario", ""))
-        seed = snap.info.get("seed", "")
-        title = Content.styled(f"stackyard {name} #{seed}", "bold $accent")
+        title = Content.styled(f"stackyard {snap.scenario} #{snap.seed}", "bold $accent")
         line = Content.assemble(title, sep, line)
     return line
 
@@ -68,7 +70,7 @@ class KpiHeader(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.snapshot: Snapshot | None = None
-        self.status = DriverStatus(True, 1.0, 0.0, False)
+        self.status = DriverStatus(paused=True, speed=1.0, achieved=0.0, behind=False)
 
     def show(self, snap: Snapshot | None, status: DriverStatus) -> None:
         self.snapshot = snap

@@ -7,12 +7,31 @@ the panes stay thin and these test without an app.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.content import Content
 
-from stackyard.core.protocol import NodeState
-from stackyard.tui.format import GLYPHS, STATE_STYLE, bar, count, ms, pct, sparkline, state_class
+from stackyard.core.protocol import (
+    AnyNode,
+    BalancerNode,
+    ContainerNode,
+    DbNode,
+    EdgeNode,
+    HostNode,
+    LinkNode,
+    Snapshot,
+    VmNode,
+)
+from stackyard.tui.format import (
+    GLYPHS,
+    STATE_STYLE,
+    bar,
+    clock,
+    count,
+    ms,
+    pct,
+    sparkline,
+    state_class,
+)
 
 SHORT = {"starting": "start", "degraded": "degrade", "partitioned": "parted",
          "unhealthy": "unhealt", "terminated": "gone", "promoting": "promote",
@@ -48,77 +67,58 @@ class Figures:
     """The short figure with a word of context, for middling widths ('' = ``short``)."""
 
 
-def _m(node: NodeState, key: str, default: float = 0.0) -> float:
-    value = node.metrics.get(key, default)
-    return float(value)
+def _trend(node: AnyNode) -> tuple[float, ...]:
+    # The last value is the second in progress: leave it out.
+    return node.trend[:-1]
 
 
-def _trend(node: NodeState) -> tuple[float, ...]:
-    raw = node.info.get("trend")
-    if isinstance(raw, list | tuple):
-        # The last value is the second in progress: leave it out.
-        return tuple(float(v) for v in raw if isinstance(v, int | float))[:-1]
-    return ()
+def figures(node: AnyNode) -> Figures:
+    """The figures of a node, by kind."""
+    if isinstance(node, EdgeNode):
+        return Figures(node.hit_ratio, _int(node.rps),
+                       f"{count(node.rps)} rps hit {pct(node.hit_ratio)}",
+                       _trend(node), f"{_int(node.rps)}/s")
+    if isinstance(node, BalancerNode):
+        return Figures(None, count(node.inflight), f"{count(node.inflight)} in flight")
+    if isinstance(node, LinkNode):
+        extra = f" loss {pct(node.loss)}" if node.loss else ""
+        if node.bandwidth:
+            extra += f" cap {count(node.bandwidth)}/s"
+        return Figures(None, _ms(node.latency) if not node.loss else pct(node.loss),
+                       f"{ms(node.latency)} ±{ms(node.jitter)}{extra}")
+    if isinstance(node, HostNode):
+        return Figures(node.steal, f"{count(node.vms)}vm",
+                       f"{count(node.vms)} vms steal {pct(node.steal)}",
+                       medium=f"{count(node.vms)} vm" if not node.steal else
+                       f"steal {pct(node.steal)}")
+    if isinstance(node, VmNode):
+        vcpus = node.vcpus or 1
+        return Figures(node.load / vcpus, f"{count(node.load)}/{count(vcpus)}",
+                       f"load {node.load:.1f}/{count(vcpus)} {count(node.containers)} ctr")
+    if isinstance(node, ContainerNode):
+        workers = node.workers or 1
+        queue = f" q{count(node.queue)}" if node.queue else ""
+        return Figures(node.busy / workers, _int(node.rps),
+                       f"{count(node.rps)} rps {pct(node.share)} cpu {pct(node.cpu)}{queue}",
+                       _trend(node), f"{_int(node.rps)}/s {pct(node.share)}")
+    assert isinstance(node, DbNode)
+    load = node.pool_busy / node.pool_size if node.pool_size else None
+    if node.state != "primary":
+        short = _ms(node.lag_s)
+        medium = f"lag {short}"
+    else:
+        short = count(node.lsn)
+        medium = f"lsn {short}"
+    parts = [f"lsn {count(node.lsn)}", f"lag {_ms(node.lag_s)}/{count(node.lag_lsn)}",
+             f"r {count(node.reads)}", f"w {count(node.writes)}"]
+    if node.stale_reads:
+        parts.append(f"stale {count(node.stale_reads)}")
+    if node.queue:
+        parts.append(f"q {count(node.queue)}")
+    return Figures(load, short, " ".join(parts), medium=medium)
 
 
-def figures(node: NodeState) -> Figures:
-    """The figures of a node, by kind; unknown kinds show their first metrics."""
-    k = node.kind
-    m = node.metrics
-    if k == "edge":
-        return Figures(_m(node, "hit_ratio"), _int(_m(node, "rps")),
-                       f"{count(_m(node, 'rps'))} rps hit {pct(_m(node, 'hit_ratio'))}",
-                       _trend(node), f"{_int(_m(node, 'rps'))}/s")
-    if k == "balancer":
-        return Figures(None, count(_m(node, 'inflight')), f"{count(_m(node, 'inflight'))}"
-                       " in flight")
-    if k == "link":
-        loss = _m(node, "loss")
-        extra = f" loss {pct(loss)}" if loss else ""
-        return Figures(None, _ms(_m(node, "latency")) if not loss else pct(loss),
-                       f"{ms(_m(node, 'latency'))} ±{ms(_m(node, 'jitter'))}{extra}")
-    if k == "host":
-        steal = _m(node, "steal")
-        return Figures(steal, f"{count(_m(node, 'vms'))}vm",
-                       f"{count(_m(node, 'vms'))} vms steal {pct(steal)}",
-                       medium=f"{count(_m(node, 'vms'))} vm" if not steal else
-                       f"steal {pct(steal)}")
-    if k == "vm":
-        vcpus = _m(node, "vcpus", 1.0) or 1.0
-        return Figures(_m(node, "load") / vcpus, f"{count(_m(node, 'load'))}/{count(vcpus)}",
-                       f"load {_m(node, 'load'):.1f}/{count(vcpus)} "
-                       f"{count(_m(node, 'containers'))} ctr")
-    if k == "container":
-        workers = _m(node, "workers", 1.0) or 1.0
-        q = _m(node, "queue")
-        queue = f" q{count(q)}" if q else ""
-        return Figures(_m(node, "busy") / workers, _int(_m(node, "rps")),
-                       f"{count(_m(node, 'rps'))} rps {pct(_m(node, 'share'))} "
-                       f"cpu {pct(_m(node, 'cpu'))}{queue}", _trend(node),
-                       f"{_int(_m(node, 'rps'))}/s {pct(_m(node, 'share'))}")
-    if k == "db":
-        size = _m(node, "pool_size", 0.0)
-        load = _m(node, "pool_busy") / size if size else None
-        if "lag_s" in m and node.state != "primary":
-            short = _ms(_m(node, "lag_s"))
-            medium = f"lag {short}"
-        else:
-            short = count(_m(node, "lsn")) if "lsn" in m else ""
-            medium = f"lsn {short}" if short else ""
-        parts = [f"lsn {count(_m(node, 'lsn'))}"] if "lsn" in m else []
-        if "lag_s" in m:
-            parts.append(f"lag {_ms(_m(node, 'lag_s'))}/{count(_m(node, 'lag_lsn'))}")
-        for key, label in (("reads", "r"), ("writes", "w"), ("stale_reads", "stale"),
-                           ("queue", "q")):
-            if key in m and (m[key] or key in ("reads", "writes")):
-                parts.append(f"{label} {count(m[key])}")
-        return Figures(load, short, " ".join(parts), medium=medium)
-    items = list(m.items())
-    short = " ".join(f"{key[:1]} {count(v)}" for key, v in items[:2])
-    return Figures(None, short, " ".join(f"{key} {count(v)}" for key, v in items[:4]))
-
-
-def node_row(node: NodeState, width: int, selected: bool, active_faults: int = 0,
+def node_row(node: AnyNode, width: int, selected: bool, active_faults: int = 0,
              focused: bool = True) -> Content:
     """One pane line for ``node`` in ``width`` cells: mark, id, state, load bar, figures."""
     cls = state_class(node.state)
@@ -161,67 +161,54 @@ def node_row(node: NodeState, width: int, selected: bool, active_faults: int = 0
     return content
 
 
-def summary_lines(tier: str, info: dict[str, Any], nodes: list[NodeState],
-                  width: int) -> list[Content]:
+def summary_lines(tier: str, snap: Snapshot | None, width: int) -> list[Content]:
     """The lines a tier pane shows above its nodes."""
     wide = width >= 44
+    if snap is None:
+        return []
     if tier == "network":
-        b = info.get("balancer") or {}
-        algo = str(b.get("algorithm", "?"))
-        edges = [n for n in nodes if n.kind == "edge"]
-        hit = (sum(_m(e, "hit_ratio") for e in edges) / len(edges)) if edges else 0.0
-        line = f"{b.get('active', '?')} {algo}"
-        second = f"cdn {pct(hit)} ejected {count(float(b.get('ejections', 0)))}"
+        b = snap.balancer
+        edges = [n for n in snap.nodes if isinstance(n, EdgeNode)]
+        hit = (sum(e.hit_ratio for e in edges) / len(edges)) if edges else 0.0
+        if b is None:
+            return [_muted(f"cdn {pct(hit)}", width)]
+        second = f"cdn {pct(hit)} ejected {count(b.ejections)}"
         if wide:
-            second += f" retries {b.get('retries', '?')} timeout {b.get('timeout', '?')}s"
-        return [_muted(line, width), _muted(second, width)]
+            second += f" retries {b.retries} timeout {b.timeout:g}s"
+        return [_muted(f"{b.active} {b.algorithm}", width), _muted(second, width)]
     if tier == "app":
-        a = info.get("autoscaler") or {}
-        ready, want = a.get("ready", "?"), a.get("replicas", "?")
-        rec = a.get("recommendation", "?")
-        util = a.get("utilisation", 0.0)
-        onoff = "" if a.get("enabled", True) else " (off)"
-        line = f"replicas {ready}/{want} → {rec}{onoff} util {pct(float(util))}"
-        return [_muted(line, width), _muted(f"last: {a.get('last_decision', '-')}", width)]
-    d = info.get("database")
-    if isinstance(d, dict) and d.get("enabled") is False:
+        a = snap.autoscaler
+        if a is None:
+            return []
+        onoff = "" if a.enabled else " (off)"
+        line = (f"replicas {a.ready}/{a.replicas} → {a.recommendation}{onoff} "
+                f"util {pct(a.utilisation)}")
+        return [_muted(line, width), _muted(f"last: {a.last_decision or '-'}", width)]
+    d = snap.database
+    if d is None:
         return [_muted("no database tier", width)]
-    if isinstance(d, dict):
-        mode = str(d.get("mode", "?"))
-        leader = d.get("leader") or "none"
-        if wide:
-            fencing = "fencing on" if d.get("fencing") else "fencing OFF"
-            first = f"{mode} · leader {leader} · {fencing}"
-        else:
-            first = f"{mode} {leader} fencing {'on' if d.get('fencing') else 'OFF'}"
-        lines = [first,
-                 f"lost {count(float(d.get('lost_writes', 0)))} "
-                 f"stale {count(float(d.get('stale_reads', 0)))} "
-                 f"{'conflicts' if wide else 'confl'} {count(float(d.get('conflicts', 0)))}"]
-        backups = int(d.get("backups", 0) or 0)
-        third = f"backups {backups}"
-        if backups and isinstance(d.get("last_backup"), int | float):
-            third += f" (last {float(d['last_backup']):.0f}s)"
-        if d.get("failovers"):
-            third += f" failovers {d.get('failovers')}"
-        restore = d.get("last_restore")
-        if isinstance(restore, dict) and restore:
-            third += " restore " + " ".join(f"{k} {_short(v)}" for k, v in
-                                            list(restore.items())[:3])
-        elif d.get("restoring"):
-            third += " restoring…"
-        lines.append(third)
-        return [_muted(x, width) for x in lines]
-    dbs = [n for n in nodes if n.tier == "database"]
-    total = {key: sum(_m(n, key) for n in dbs) for key in ("reads", "writes")}
-    return [_muted(f"reads {count(total['reads'])} writes {count(total['writes'])}", width)]
+    mode = d.mode + (" (fell back to async)" if d.degraded else "")
+    leader = d.leader or "none"
+    if wide:
+        first = f"{mode} · leader {leader} · {'fencing on' if d.fencing else 'fencing OFF'}"
+    else:
+        first = f"{mode} {leader} fencing {'on' if d.fencing else 'OFF'}"
+    lines = [first,
+             f"lost {count(d.lost_writes)} stale {count(d.stale_reads)} "
+             f"{'conflicts' if wide else 'confl'} {count(d.conflicts)}"]
+    third = f"backups {d.backups}"
+    if d.last_backup is not None:
+        third += f" (last at {clock(d.last_backup)})"
+    if d.failovers:
+        third += f" failovers {d.failovers}"
+    r = d.last_restore
+    if r is not None:
+        third += f" restore rpo {r.rpo:.1f}s rto {r.rto:.1f}s"
+    elif d.restoring:
+        third += " restoring…"
+    lines.append(third)
+    return [_muted(x, width) for x in lines]
 
 
 def _muted(text: str, width: int) -> Content:
     return Content.styled(text, "$text-muted").truncate(max(1, width), ellipsis=True)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)

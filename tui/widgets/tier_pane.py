@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import events
 from textual.binding import Binding, BindingType
@@ -11,13 +11,13 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from stackyard.core.protocol import NodeState
+from stackyard.core.protocol import AnyNode, Snapshot
 from stackyard.tui.widgets.rows import node_row, summary_lines
 
 APP_ORDER = {"container": 0, "vm": 1, "host": 2}
 
 
-def node_key(node: NodeState) -> str:
+def node_key(node: AnyNode) -> str:
     """A node's identity in a pane: ids alone are not unique (edge-eu is an edge and a link)."""
     return f"{node.kind}:{node.id}"
 
@@ -41,7 +41,7 @@ class TierPane(Widget, can_focus=True):
     class Selected(Message):
         """The selection moved to another node (or the pane gained focus)."""
 
-        def __init__(self, pane: TierPane, node: NodeState | None) -> None:
+        def __init__(self, pane: TierPane, node: AnyNode | None) -> None:
             super().__init__()
             self.pane = pane
             self.node = node
@@ -49,7 +49,7 @@ class TierPane(Widget, can_focus=True):
     class Opened(Message):
         """The user asked for the selected node's detail (enter, or a click on it)."""
 
-        def __init__(self, node: NodeState) -> None:
+        def __init__(self, node: AnyNode) -> None:
             super().__init__()
             self.node = node
 
@@ -57,8 +57,8 @@ class TierPane(Widget, can_focus=True):
         super().__init__(id=id)
         self.tier = tier
         self.border_title = title
-        self.nodes: list[NodeState] = []
-        self.info: dict[str, Any] = {}
+        self.nodes: list[AnyNode] = []
+        self.snapshot: Snapshot | None = None
         self.faulted: dict[str, int] = {}
         self._top = 0
         self._summary_height = 0
@@ -66,14 +66,14 @@ class TierPane(Widget, can_focus=True):
 
     # -- data -------------------------------------------------------------------------------
 
-    def update_nodes(self, nodes: list[NodeState], info: dict[str, Any],
+    def update_nodes(self, nodes: list[AnyNode], snap: Snapshot,
                      faulted: dict[str, int]) -> None:
         """Show new data; keeps the selection on the same node id where it still exists."""
         if self.tier == "app":
             nodes = sorted(nodes, key=lambda n: APP_ORDER.get(n.kind, 3))
         changed = [node_key(n) for n in nodes] != [node_key(n) for n in self.nodes]
         self.nodes = nodes
-        self.info = info
+        self.snapshot = snap
         self.faulted = faulted
         if nodes and self.selected not in {node_key(n) for n in nodes}:
             index = min(self._index(), len(nodes) - 1)
@@ -84,7 +84,7 @@ class TierPane(Widget, can_focus=True):
         self.refresh()
 
     @property
-    def node(self) -> NodeState | None:
+    def node(self) -> AnyNode | None:
         """The selected node."""
         for n in self.nodes:
             if node_key(n) == self.selected:
@@ -156,7 +156,7 @@ class TierPane(Widget, can_focus=True):
     def render(self) -> Content:
         width = self.content_size.width
         height = self.content_size.height
-        summary = summary_lines(self.tier, self.info, self.nodes, width)
+        summary = summary_lines(self.tier, self.snapshot, width)
         summary = summary[: max(0, height - 2)]
         self._summary_height = len(summary)
         rows = max(1, height - len(summary))
@@ -188,7 +188,7 @@ class TierPane(Widget, can_focus=True):
             lines.append(Content.styled(f"  ↓ {below} more" if below > 0 else "", "$text-muted"))
         return Content("\n").join(lines)
 
-    def _row(self, node: NodeState, width: int) -> Content:
+    def _row(self, node: AnyNode, width: int) -> Content:
         return node_row(node, width, node_key(node) == self.selected,
                         self.faulted.get(node.id, 0),
                         focused=self.has_focus)

@@ -8,17 +8,19 @@ from textual.widget import Widget
 from stackyard.core.protocol import Snapshot
 from stackyard.tui.format import count, ms, sparkline
 
-SERIES = (("rps", "arrivals/s", count), ("p99", "p99 latency", ms), ("errors", "errors/s", count))
-
 
 def trend_lines(snap: Snapshot | None, width: int) -> list[Content]:
-    series = (snap.info.get("series") if snap is not None else None) or {}
     lines = []
     label_w, value_w = 13, 22
     spark_w = max(0, width - label_w - value_w - 2)
-    for key, label, fmt in SERIES:
+    if snap is None:
+        return lines
+    series = snap.series
+    for values_now, label, fmt in ((series.rps, "arrivals/s", count),
+                                   (series.p99, "p99 latency", ms),
+                                   (series.errors, "errors/s", count)):
         # The last value is the second in progress: leave it out.
-        values = [float(v) for v in series.get(key, []) if isinstance(v, int | float)][:-1]
+        values = list(values_now[:-1])
         if not values:
             continue
         now, lo, hi = values[-1], min(values), max(values)
@@ -27,7 +29,7 @@ def trend_lines(snap: Snapshot | None, width: int) -> list[Content]:
             (stretch(sparkline(values, spark_w), spark_w), "$secondary"),
             f"  {fmt(now):>7} ",
             (f"({fmt(lo)}–{fmt(hi)})", "$text-muted")))
-    if snap is not None and not lines:
+    if not lines:
         lines.append(Content.styled("no KPI series in this snapshot", "$text-muted"))
     return lines
 
