@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Final, Literal
 
 from stackyard.core.config import CheckSpec, Scenario
@@ -75,8 +76,9 @@ METRICS: Final[dict[str, Metric]] = {
     )
 }
 
-_DURATION_UNITS: Final[dict[str, float]] = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-                                            "h": 3600.0}
+_DURATION_UNITS: Final[dict[str, Decimal]] = {"us": Decimal("1e-6"), "ms": Decimal("0.001"),
+                                              "s": Decimal(1), "m": Decimal(60),
+                                              "h": Decimal(3600)}
 _LIMITS: Final[dict[CheckUnit, float]] = {"s": 1e7, "fraction": 1.0, "count": 1e15, "rps": 1e9}
 _WHAT: Final[dict[CheckUnit, str]] = {
     "s": "a duration such as 300ms, 1.5s or 2m",
@@ -113,8 +115,20 @@ class Expectation:
         return value == t
 
     def text(self) -> str:
-        """The canonical form: ``p99 < 300ms``."""
-        return f"{self.metric.name} {self.op} {format_value(self.threshold, self.metric.unit)}"
+        """The canonical form, ``p99 < 300ms``: it reads back as exactly this expectation."""
+        return f"{self.metric.name} {self.op} {_exact(self.threshold, self.metric.unit)}"
+
+
+def _exact(x: float, unit: CheckUnit) -> str:
+    """``x`` in the unit's natural form without rounding (decimal arithmetic on its repr)."""
+    d = Decimal(repr(x))
+    suffix = {"fraction": "%", "rps": "rps", "s": "s"}.get(unit, "")
+    if unit == "fraction":
+        d *= 100
+    elif unit == "s" and 0 < d < 1:
+        d, suffix = d * 1000, "ms"
+    text = format(d.normalize(), "f")
+    return text + suffix
 
 
 def format_value(x: float, unit: CheckUnit) -> str:
@@ -220,8 +234,8 @@ class _Scanner:
                 i = j
         digits = text[start:i]
         try:
-            number = float(digits)
-        except ValueError:
+            number = Decimal(digits) if digits and digits != "." else Decimal("x")
+        except InvalidOperation:
             got = show(self.rest()) if self.rest() else "nothing"
             raise CheckError(f"{metric.name}: expected {what} after {where!r}, got {got}") \
                 from None
@@ -247,27 +261,30 @@ class _Scanner:
         self.i = i
         return text[start:i].lower()
 
-    def scale(self, metric: Metric, number: float, unit: str, written: str) -> float:
+    def scale(self, metric: Metric, number: Decimal, unit: str, written: str) -> float:
+        """The number in the metric's base unit, scaled exactly (99.9% is 0.999, not
+        0.9990000000000001) before it becomes a float."""
         kind = metric.unit
         what = _WHAT[kind]
+        factor = Decimal(1)
         if kind == "s":
-            factor = _DURATION_UNITS.get(unit or "s")
-            if factor is None:
+            found = _DURATION_UNITS.get(unit or "s")
+            if found is None:
                 raise CheckError(f"{metric.name}: expected {what}, got {show(written)}")
-            value = number * factor
+            factor = found
         elif kind == "fraction":
             if unit not in ("", "%"):
                 raise CheckError(f"{metric.name}: expected {what}, got {show(written)}")
-            value = number / 100.0 if unit == "%" else number
+            factor = Decimal("0.01") if unit == "%" else factor
         elif kind == "rps":
             if unit not in ("", "rps", "/s"):
                 raise CheckError(f"{metric.name}: expected {what}, got {show(written)}")
-            value = number
-        else:
-            if unit:
-                raise CheckError(f"{metric.name}: expected {what} (no unit), got "
-                                 f"{show(written)}")
-            value = number
+        elif unit:
+            raise CheckError(f"{metric.name}: expected {what} (no unit), got {show(written)}")
+        try:
+            value = float(number * factor)
+        except ArithmeticError:
+            value = math.inf
         limit = _LIMITS[kind]
         if math.isfinite(value) and not 0.0 <= value <= limit:
             bound = "100%" if kind == "fraction" else format_value(limit, kind)
