@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -256,6 +257,18 @@ def check_cluster(address: str) -> str:
     return address
 
 
+def _reachable(address: str) -> None:
+    """Fail fast on a TCP scheduler nobody listens at (Dask itself retries until its timeout)."""
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit() or not host:
+        raise OSError(f"expected HOST:PORT after tcp://, got {rest!r}")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT):
+        pass
+
+
 def _on_dask(jobs: Sequence[Job], address: str, progress: Progress | None) -> \
         Iterable[RunOutcome]:
     check_cluster(address)
@@ -265,6 +278,7 @@ def _on_dask(jobs: Sequence[Job], address: str, progress: Progress | None) -> \
         raise SweepError("--cluster needs dask.distributed: pip install 'stackyard[cluster]'") \
             from None
     try:
+        _reachable(address)
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -273,7 +287,7 @@ def _on_dask(jobs: Sequence[Job], address: str, progress: Progress | None) -> \
     outcomes: list[RunOutcome] = []
     try:
         futures = client.map(run_job, list(jobs), pure=False)
-        for done, future in enumerate(as_completed(futures), 1):
+        for done, future in enumerate(as_completed(futures, loop=client.loop), 1):
             outcomes.append(future.result())
             if progress is not None:
                 progress(done, len(jobs))
