@@ -269,9 +269,9 @@ def format_sweep(r: SweepResult) -> str:
                 lines.append(f"  {_cut(c.name, width):<{width}}  {c.rate * 100:8.1f}%  "
                              f"{c.low * 100:.1f}%-{c.high * 100:.1f}%  ({c.passed}/{c.runs})")
         if g.measures:
-            width = min(max(max(len(m.name) for m in g.measures), 7), 28)
-            lines.append(f"  {'measure':<{width}}  {'mean':>9}  {'95% interval':>21}  "
-                         f"{'p5':>9}  {'p50':>9}  {'p95':>9}")
+            width = min(max(max(len(m.name) for m in g.measures), 7), 24)
+            lines.append(f"  {'measure':<{width}}  {'mean':>8}  {'95% interval':>17}  "
+                         f"{'p50':>8}  {'p95':>8}")
             lines += [_measure(m, width) for m in g.measures]
     return "\n".join(lines)
 
@@ -279,8 +279,8 @@ def format_sweep(r: SweepResult) -> str:
 def _measure(m: Distribution, width: int) -> str:
     name = _cut(m.name, width)
     if not m.n:
-        return f"  {name:<{width}}  {'no value':>9}"
+        return f"  {name:<{width}}  {'no value':>8}"
     u = m.unit
     interval = f"{_fmt(m.low, u)}-{_fmt(m.high, u)}"
-    return (f"  {name:<{width}}  {_fmt(m.mean, u):>9}  {interval:>21}  {_fmt(m.p5, u):>9}  "
-            f"{_fmt(m.p50, u):>9}  {_fmt(m.p95, u):>9}")
+    return (f"  {name:<{width}}  {_fmt(m.mean, u):>8}  {interval:>17}  {_fmt(m.p50, u):>8}  "
+            f"{_fmt(m.p95, u):>8}")

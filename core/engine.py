@@ -88,12 +88,14 @@ class Engine:
             raise ScenarioError(problems)
         self.experiment = Experiment(self, scenario.checks) if scenario.checks else None
         """The scenario's steady-state checks, measured as the run goes (None without any)."""
-        for section, specs in (("faults", scenario.faults), ("actions", scenario.actions)):
-            for i, spec in enumerate(specs):
-                try:
-                    self.apply(self._spec_command(spec))
-                except CommandError as exc:
-                    raise ScenarioError([f"{section}[{i}]: {exc}"]) from exc
+        planned: list[tuple[str, FaultSpec | ActionSpec]] = [
+            *((f"faults[{i}]", spec) for i, spec in enumerate(scenario.faults)),
+            *((f"actions[{i}]", spec) for i, spec in enumerate(scenario.actions))]
+        for where, spec in planned:
+            try:
+                self.apply(self._spec_command(spec))
+            except CommandError as exc:
+                raise ScenarioError([f"{where}: {exc}"]) from exc
         for rollback in scenario.rollbacks:
             self.kernel.call_at(rollback.at, self._rollback, rollback)
 
