@@ -152,12 +152,10 @@ class Experiment:
         kernel = engine.kernel
         kernel.call_at(1.0, self._tick)
         end = self.scenario.run.duration
-        for check in self.checks:
+        for check in self.checks:  # "before" closes early, at the first fault
             spec = check.spec
-            close = spec.end if spec.over in WINDOWED and spec.end else \
-                None if spec.over == "before" else end
-            if close is not None:
-                kernel.call_at(close, self._close, check)
+            kernel.call_at(spec.end if spec.over in WINDOWED and spec.end else end, self._close,
+                           check)
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -287,7 +285,7 @@ class Experiment:
             return
         kernel = self.engine.kernel
         now = kernel.now
-        if check.spec.over != "before" and self.ticked < math.floor(now + 1e-9):
+        if self.ticked < math.floor(now + 1e-9):
             kernel.call_at(now, self._close, check)  # after this instant's tick
             return
         check.closed = True
