@@ -255,8 +255,8 @@ def _fmt(x: float, unit: CheckUnit) -> str:
 def format_sweep(r: SweepResult) -> str:
     """Each parameter set: its checks' pass rates and its figures' distributions."""
     sets = len(r.groups)
-    lines = [f"sweep       {r.scenario}: {r.runs} runs ({len(r.seeds)} seeds x {sets} "
-             f"parameter set{'s' if sets != 1 else ''}), {seconds(r.duration)} simulated each"]
+    lines = [f"sweep       {r.scenario}: {r.runs} runs of {seconds(r.duration)} "
+             f"({len(r.seeds)} seeds x {sets} parameter set{'s' if sets != 1 else ''})"]
     for g in r.groups:
         lines.append("")
         params = ", ".join(f"{k}={v}" for k, v in g.params.items()) or "as in the scenario"

@@ -190,7 +190,7 @@ def test_sweep_prints_a_table_or_json_and_shows_progress() -> None:
     text = stackyard(*args)
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
-    assert lines[0] == "sweep       mmc: 8 runs (4 seeds x 2 parameter sets), 2.0s simulated each"
+    assert lines[0] == "sweep       mmc: 8 runs of 2.0s (4 seeds x 2 parameter sets)"
     assert "params      traffic.regions.eu.rate=60 (4 runs)" in lines
     assert any(line.startswith("  p99 < 40ms ") and "%" in line for line in lines)
     assert text.stderr.splitlines()[-1] == "stackyard: sweep: 8/8 runs"
