@@ -105,7 +105,7 @@ def format_checks(checks: tuple[CheckResult, ...]) -> str:
         cause = "" if c.passed else _blame(c).removeprefix("likely cause: ")
         if c.failed_at is not None and not c.passed:
             verdict += f" {c.failed_at:.0f}s"
-        rows.append((_cut(c.name, 34), _value(c), verdict, _cut(cause, CAUSE_WIDTH)))
+        rows.append((_cut(c.name, 40), _value(c), verdict, _cut(cause, CAUSE_WIDTH)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"checks: {held} of {len(checks)} held"]
     for r in rows:

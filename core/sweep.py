@@ -15,6 +15,7 @@ import socket
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from typing import Any, Final
@@ -242,7 +243,13 @@ def _on_pool(jobs: Sequence[Job], workers: int, progress: Progress | None) -> \
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                yield future.result()
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool as exc:
+                    raise SweepError(f"--workers: a worker process died ({exc}); a pool needs "
+                                     "its main program to be a file it can import, or use "
+                                     "--workers 1") from None
+                yield outcome
                 done += 1
                 if progress is not None:
                     progress(done, len(jobs))
