@@ -22,7 +22,7 @@ from stackyard.core.config import ScenarioError
 from stackyard.core.engine import Engine
 from stackyard.core.protocol import RunSummary, encode
 from stackyard.core.run import Run, StorageError, open_run
-from stackyard.core.scenario import builtin_description, builtin_names, parse_duration, resolve
+from stackyard.core.scenario import builtin_names, parse_duration, resolve
 
 PROG = "stackyard"
 USAGE_ERROR = 2
@@ -146,6 +146,8 @@ def _speed(text: str) -> float:
 
 
 def _command_parser() -> _Parser:
+    from stackyard.cli import experiments  # it builds on this module's parser and errors
+
     parser = _Parser(prog=PROG, description="stackyard: a three-tier web backend to play with.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -168,6 +170,7 @@ def _command_parser() -> _Parser:
     )
     recording.add_record_option(run)
     run.set_defaults(handler=_cmd_run)
+    experiments.add_run_options(run)
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
     validate.add_argument("files", nargs="+", metavar="FILE")
@@ -181,10 +184,11 @@ def _command_parser() -> _Parser:
     catalogue.add_argument("--json", action="store_true", help="print it as a JSON array")
     catalogue.set_defaults(handler=_cmd_catalogue)
     recording.register(sub)
+    experiments.register(sub)
     return parser
 
 
-COMMANDS = ("run", "validate", "scenarios", "catalogue", *recording.COMMANDS)
+COMMANDS = ("run", "validate", "scenarios", "catalogue", "sweep", *recording.COMMANDS)
 """First arguments that select a subcommand; anything else opens the TUI."""
 
 
@@ -225,7 +229,10 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     names = builtin_names()
     width = max(len(n) for n in names)
     for name in names:
-        print(f"{name:<{width}}  {builtin_description(name)}")
+        run = resolve(name).run
+        print(f"{name:<{width}}  {run.description}")
+        if run.lesson:
+            print(f"{'':<{width}}  lesson: {run.lesson}")
     return 0
 
 
@@ -240,13 +247,16 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from stackyard.cli import experiments
+
     stored = args.check or args.data_dir is not None
+    scenario = experiments.run_scenario(args)
     try:
-        run = open_run(args.scenario, seed=args.seed, storage=stored, data_dir=args.data_dir,
+        run = open_run(scenario, seed=args.seed, storage=stored, data_dir=args.data_dir,
                        overwrite=args.overwrite, record=recording.recorder(args, args.scenario))
     except StorageError:
         raise UsageError("--check and --data-dir need a scenario with a database tier") from None
-    duration = args.duration if args.duration is not None else run.scenario.run.duration
+    duration = run.scenario.run.duration
     bar = _ProgressBar(sys.stderr, duration) if sys.stderr.isatty() else None
     try:
         with _stop_on_signals():
@@ -268,7 +278,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(format_summary(summary))
     for line in run.problems:
         print(f"{PROG}: consistency: {line}", file=sys.stderr)
-    return 1 if run.problems else 0
+    return experiments.report(args, summary, 1 if run.problems else 0)
 
 
 async def _headless(run: Run, duration: float, bar: Callable[[float], None] | None,

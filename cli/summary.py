@@ -32,6 +32,7 @@ def format_summary(s: RunSummary) -> str:
     req, lat, cdn, a, lb, slo = s.requests, s.latency, s.cdn, s.autoscaler, s.balancer, s.slo
     rows = [
         ("scenario", f"{s.scenario} (seed {s.seed})"),
+        *([("lesson", s.lesson)] if s.lesson else []),
         ("simulated", seconds(s.duration)),
         ("requests", f"{req.arrived} arrived, {req.completed} completed, {req.failed} failed, "
                      f"{req.in_flight} in flight ({s.rps:.1f} rps)"),

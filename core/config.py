@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from stackyard.core.protocol import CheckOver
+
 ALGORITHMS = (
     "round_robin",
     "weighted_round_robin",
@@ -43,7 +45,9 @@ MAX_RATE = 100_000.0
 """Total arrivals per second a scenario may ask for at its peak (rate x pattern x scheduled
 spikes); the engine simulates roughly 25,000 requests per CPU second."""
 MAX_FAULTS = 1000
-"""Faults one scenario file may schedule."""
+"""Faults one scenario file may schedule (and actions, and rollbacks)."""
+MAX_CHECKS = 100
+"""Steady-state checks one scenario may carry."""
 
 
 def dur(default: float, *, min: float = 0.0, max: float = MAX_DURATION) -> Any:
@@ -72,6 +76,8 @@ class RunConfig:
     duration: float = dur(600.0, min=0.001)
     seed: int = num(1, min=-(2**63), max=2**63 - 1)
     snapshot_interval: float = dur(0.25, min=0.01)
+    lesson: str = text("", max_len=300)
+    """What the scenario teaches, in one line (shown by ``stackyard scenarios`` and ``run``)."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +397,43 @@ class FaultSpec:
 
 
 @dataclass(frozen=True)
+class ActionSpec:
+    """A control a scenario schedules (``restore``, ``set_algorithm``, ``backup``...): like a
+    fault, but something an operator does."""
+
+    kind: str = text("")
+    at: float = dur(0.0)
+    target: str = text("")
+    params: dict[str, float | str | bool] = field(
+        default_factory=dict, metadata={"max_len": 16})
+
+
+@dataclass(frozen=True)
+class RollbackSpec:
+    """Clear the active faults that match ``kind`` and ``target`` ('' matches any) at ``at``."""
+
+    at: float = dur(0.0)
+    kind: str = text("")
+    target: str = text("")
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A steady-state check: ``expect`` (``"p99 < 300ms"``) must hold ``over`` part of the run."""
+
+    expect: str = text("", max_len=200)
+    name: str = text("")
+    """What tables and reports call it ('' = the expression)."""
+    over: CheckOver = "run"
+    start: float = dur(0.0)
+    """``window`` and ``continuously``: where the window starts."""
+    end: float = dur(0.0)
+    """``window`` and ``continuously``: where it ends (0 = the end of the run)."""
+    grace: float = dur(0.0)
+    """``after``: seconds after the last fault before measuring starts."""
+
+
+@dataclass(frozen=True)
 class Scenario:
     run: RunConfig = field(default_factory=RunConfig)
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
@@ -401,6 +444,10 @@ class Scenario:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     slo: SloConfig = field(default_factory=SloConfig)
     faults: list[FaultSpec] = field(default_factory=list, metadata={"max_len": MAX_FAULTS})
+    actions: list[ActionSpec] = field(default_factory=list, metadata={"max_len": MAX_FAULTS})
+    rollbacks: list[RollbackSpec] = field(default_factory=list,
+                                          metadata={"max_len": MAX_FAULTS})
+    checks: list[CheckSpec] = field(default_factory=list, metadata={"max_len": MAX_CHECKS})
 
 
 class ScenarioError(Exception):

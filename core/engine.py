@@ -15,8 +15,11 @@ from typing import Any, Protocol
 from msgspec.structs import replace
 
 from stackyard.core.catalogue import CATALOGUE
+from stackyard.core.causes import Causes
+from stackyard.core.checks import spec_problems
 from stackyard.core.commands import Action, CommandError
-from stackyard.core.config import FaultSpec, Scenario, ScenarioError
+from stackyard.core.config import ActionSpec, FaultSpec, RollbackSpec, Scenario, ScenarioError
+from stackyard.core.experiment import Experiment
 from stackyard.core.faults import ActiveFault, FaultError
 from stackyard.core.kernel import Kernel
 from stackyard.core.model.database import StorageSink
@@ -69,23 +72,45 @@ class Engine:
         self._sample_every = 0.0
         self._sample_k = 0
         """The next sample is due at ``_sample_k * _sample_every``."""
+        self._ambient = ""
+        """The fault being injected or cleared: what the events emitted meanwhile are due to."""
         _check_links(scenario)
+        self.causes = Causes()
         self.world = World(scenario, self.kernel, self.emit)
+        self.causes.bind(self.world)
         problems = [p for i, spec in enumerate(scenario.faults) for p in self._check_spec(i, spec)]
+        problems += [p for i, spec in enumerate(scenario.actions)
+                     for p in self._check_spec(i, spec, "actions")]
+        problems += [p for i, rb in enumerate(scenario.rollbacks) for p in _check_rollback(i, rb)]
+        problems += [p for i, check in enumerate(scenario.checks)
+                     for p in spec_problems(check, scenario, f"checks[{i}]")]
         if problems:
             raise ScenarioError(problems)
-        for i, spec in enumerate(scenario.faults):
+        self.experiment = Experiment(self, scenario.checks) if scenario.checks else None
+        """The scenario's steady-state checks, measured as the run goes (None without any)."""
+        planned: list[tuple[str, FaultSpec | ActionSpec]] = [
+            *((f"faults[{i}]", spec) for i, spec in enumerate(scenario.faults)),
+            *((f"actions[{i}]", spec) for i, spec in enumerate(scenario.actions))]
+        for where, spec in planned:
             try:
                 self.apply(self._spec_command(spec))
             except CommandError as exc:
-                raise ScenarioError([f"faults[{i}]: {exc}"]) from exc
+                raise ScenarioError([f"{where}: {exc}"]) from exc
+        for rollback in scenario.rollbacks:
+            self.kernel.call_at(rollback.at, self._rollback, rollback)
 
     # -- events -----------------------------------------------------------------------------
 
     def emit(self, severity: Severity, component: str, kind: str, message: str,
-             why: str) -> None:
-        ev = Event(time=self.kernel.now, severity=severity, component=component, kind=kind,
-                   message=message, why=why)
+             why: str, cause: str | None = None) -> None:
+        """Log an event. ``cause`` is the fault it is due to; None traces it: the fault being
+        injected or cleared, else the one :class:`~core.causes.Causes` finds most likely."""
+        now = self.kernel.now
+        if cause is None:
+            cause = self._ambient or self.causes.attribute(severity, component, kind, now)
+        self.causes.note(severity, cause, now)
+        ev = Event(time=now, severity=severity, component=component, kind=kind,
+                   message=message, why=why, cause=cause)
         self._pending_events.append(ev)
         self.events.append(ev)
         self.event_count += 1
@@ -94,7 +119,7 @@ class Engine:
                      message: str, why: str) -> None:
         """Emit an event placed before those emitted since ``mark`` (a cause logged after its
         effects were, because its *why* was known only once they had happened)."""
-        self.emit(severity, component, kind, message, why)
+        self.emit(severity, component, kind, message, why, cause=self._ambient)
         after = len(self._pending_events) - 1 - mark
         if after <= 0 or after >= len(self.events):
             return
@@ -300,18 +325,24 @@ class Engine:
         fault = ActiveFault(f"f{self._fault_seq}", action.name, cmd.target, params, now,
                             now + duration if duration and action.reversible else None)
         mark = len(self._pending_events)
+        self._ambient = fault.id
         try:
             why = action.apply(self.world, cmd.target, params, fault)
+            self.causes.injected(fault.id, action.name, fault.target, now, action.reversible)
+            where = fault.target or "everything"
+            self.fault_log.append(f"{now:.1f}s {action.name} {where}".rstrip())
+            self._emit_before(mark, "warning", fault.target or "engine", "fault",
+                              f"fault {fault.id}: {action.name} on {where}", why)
         except FaultError as exc:
             raise CommandError(f"{cmd.kind}: {exc}") from exc
-        where = fault.target or "everything"
-        self.fault_log.append(f"{now:.1f}s {action.name} {where}".rstrip())
-        self._emit_before(mark, "warning", fault.target or "engine", "fault",
-                          f"fault {fault.id}: {action.name} on {where}", why)
+        finally:
+            self._ambient = ""
         if action.reversible:
             self.faults[fault.id] = fault
             if fault.until is not None:
                 self.kernel.call_at(fault.until, self._expire_fault, fault.id)
+        if self.experiment is not None:
+            self.experiment.fault_injected(fault.id, now)
         return fault.id
 
     def _claims(self, action: Action, target: str) -> frozenset[str]:
@@ -329,32 +360,47 @@ class Engine:
         clear = CATALOGUE[fault.kind].clear
         assert clear is not None
         mark = len(self._pending_events)
+        self._ambient = fault.id
         try:
-            clear(self.world, fault.target, fault.params, fault)
-        except FaultError as exc:  # what it changed is gone; there is nothing to restore
-            why = f"{why}; nothing to restore ({exc})"
-        self._emit_before(mark, "info", fault.target or "engine", "fault_cleared",
-                          f"fault {fault.id} cleared: {fault.kind} on "
-                          f"{fault.target or 'everything'}", why)
+            try:
+                clear(self.world, fault.target, fault.params, fault)
+            except FaultError as exc:  # what it changed is gone; there is nothing to restore
+                why = f"{why}; nothing to restore ({exc})"
+            self._emit_before(mark, "info", fault.target or "engine", "fault_cleared",
+                              f"fault {fault.id} cleared: {fault.kind} on "
+                              f"{fault.target or 'everything'}", why)
+        finally:
+            self._ambient = ""
+        self.causes.cleared(fault_id, self.kernel.now)
+        if self.experiment is not None:
+            self.experiment.fault_cleared(self.kernel.now)
 
-    def _spec_command(self, spec: FaultSpec) -> Command:
+    def _rollback(self, spec: RollbackSpec) -> None:
+        """A scenario's rollback: clear the active faults it names (all, by default)."""
+        for fid, fault in list(self.faults.items()):
+            if (not spec.kind or fault.kind == spec.kind) and \
+                    (not spec.target or fault.target == spec.target):
+                self.clear_fault(fid, f"rolled back at {spec.at:g} s (scenario file)")
+
+    def _spec_command(self, spec: FaultSpec | ActionSpec) -> Command:
         params: dict[str, Any] = dict(spec.params)
-        if spec.duration:
+        if isinstance(spec, FaultSpec) and spec.duration:
             params["duration"] = spec.duration
         return Command(spec.kind, spec.target, params, at=spec.at, origin="file")
 
-    def _check_spec(self, index: int, spec: FaultSpec) -> list[str]:
-        where = f"faults[{index}]"
+    def _check_spec(self, index: int, spec: FaultSpec | ActionSpec,
+                    section: str = "faults") -> list[str]:
+        where = f"{section}[{index}]"
+        group = "fault" if section == "faults" else "control"
         action = CATALOGUE.get(spec.kind)
-        if action is None or action.group != "fault":
-            from stackyard.core.faults import FAULTS
-
-            return [f"{where}.kind: expected one of {', '.join(FAULTS)}, got {show(spec.kind)}"]
+        if action is None or action.group != group:
+            known = ", ".join(n for n, a in CATALOGUE.items() if a.group == group)
+            return [f"{where}.kind: expected one of {known}, got {show(spec.kind)}"]
         problems = []
         problem = self.target_problem(action, spec.target, strict=False)
         if problem:
             problems.append(f"{where}.target: {problem}")
-        if spec.duration and not action.reversible:
+        if isinstance(spec, FaultSpec) and spec.duration and not action.reversible:
             problems.append(f"{where}.duration: {spec.kind} heals on its own; expected no "
                             "duration")
         try:
@@ -375,6 +421,14 @@ class Engine:
     def summary(self) -> RunSummary:
         """The run's figures (deterministic for a scenario, seed and command log)."""
         return views.summary(self)
+
+
+def _check_rollback(index: int, spec: RollbackSpec) -> list[str]:
+    clearable = [n for n, a in CATALOGUE.items() if a.group == "fault" and a.reversible]
+    if spec.kind and spec.kind not in clearable:
+        return [f"rollbacks[{index}].kind: expected '' (every fault) or a fault that can be "
+                f"cleared ({', '.join(clearable)}), got {show(spec.kind)}"]
+    return []
 
 
 def _check_links(scenario: Scenario) -> None:

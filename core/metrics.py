@@ -257,6 +257,17 @@ class RollingHistogram:
                 out.merge(h)
         return out
 
+    def second(self, now: float, s: int) -> Histogram | None:
+        """The values recorded during second ``s`` (one still in the window ending at ``now``),
+        or None when it has none or has left the window. Not a copy: read it, do not keep it."""
+        current = int(now)
+        if current > self._head:
+            self._advance(current)
+        if not self._head - self.window < s <= self._head:
+            return None
+        h = self._ring[s % self.window]
+        return h if h.count else None
+
     def count(self, now: float) -> int:
         """Values recorded in the window ending at ``now``."""
         s = int(now)

@@ -81,6 +81,9 @@ class Event(Record, frozen=True, kw_only=True):
     kind: str
     message: str
     why: str = ""
+    cause: str = ""
+    """The id of the fault that led to it (``f3``): the fault itself, or the one its effect is
+    traced back to; '' when none is known."""
 
 
 class Command(Record, frozen=True, kw_only=False):
@@ -576,6 +579,49 @@ class Consistency(Record, frozen=True, kw_only=True):
     problems: tuple[str, ...] = ()
 
 
+CheckOver = Literal["run", "window", "before", "after", "continuously"]
+"""Where a check is measured: the whole run, a window, before the first fault, after the last
+fault, or every simulated second (of the run or of a window)."""
+CheckUnit = Literal["s", "fraction", "count", "rps"]
+
+
+class CheckCause(Record, frozen=True, kw_only=True):
+    """What most likely made a check fail: a fault (``fault`` is its id) or, with no fault to
+    blame, the scenario's traffic pattern (``fault`` is '')."""
+
+    fault: str
+    kind: str
+    target: str = ""
+    at: float = 0.0
+    """When the fault was injected (or the pattern began)."""
+    text: str = ""
+    """In words: ``f2 link_latency on app-db at 60.0s``."""
+
+
+class CheckResult(Record, frozen=True, kw_only=True):
+    """One steady-state check of a run: what was expected, where, what was measured, and the
+    verdict. ``value`` None means there was nothing to measure (no request finished in the
+    window) or the metric never settled (a recovery that did not happen)."""
+
+    name: str
+    expect: str
+    """The expression in canonical form: ``p99 < 300ms``."""
+    metric: str
+    op: Literal["<", "<=", ">", ">=", "=="]
+    threshold: float
+    unit: CheckUnit
+    over: CheckOver
+    start: float
+    """The window measured, in simulated seconds."""
+    end: float
+    value: float | None
+    passed: bool
+    failed_at: float | None = None
+    """The end of the first simulated second that broke the expectation."""
+    cause: CheckCause | None = None
+    note: str = ""
+
+
 class RunSummary(Record, frozen=True, kw_only=True):
     """A run's figures, deterministic for a scenario, seed and command log."""
 
@@ -597,6 +643,15 @@ class RunSummary(Record, frozen=True, kw_only=True):
     events: int = 0
     storage: StorageSummary | None = None
     consistency: Consistency | None = None
+    lesson: str = ""
+    """What the scenario teaches, in one line (built-ins have one)."""
+    checks: tuple[CheckResult, ...] = ()
+    """The scenario's steady-state checks, and any given on the command line."""
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check held (True when there are none)."""
+        return all(c.passed for c in self.checks)
 
 
 # -- encoding and strict decoding ------------------------------------------------------------

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from stackyard.core.checks import spec_problems
 from stackyard.core.config import (
     ENDPOINTS,
     MAX_DURATION,
@@ -42,6 +43,7 @@ __all__ = [
     "resolve",
     "scenario_from_dict",
     "scenario_to_dict",
+    "scenario_with",
 ]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -151,6 +153,16 @@ def scenario_from_dict(data: dict[str, Any], source: str) -> Scenario:
         scenario = builder.build(data)
     except RecursionError:
         raise ScenarioError([_TOO_DEEP], source) from None
+    if builder.problems:
+        raise ScenarioError(builder.problems, source)
+    return scenario
+
+
+def scenario_with(base: Scenario, data: dict[str, Any], source: str) -> Scenario:
+    """``base`` with the keys of ``data`` (shaped like a scenario file) changed, validated like
+    a file: every problem is reported in one ScenarioError."""
+    builder = _Builder(merge=True)
+    scenario = builder.check(builder.table(Scenario, data, "", base))
     if builder.problems:
         raise ScenarioError(builder.problems, source)
     return scenario
@@ -291,11 +303,13 @@ def _bounds(kind: str, lo: float | None, hi: float | None, unit: str = "") -> st
 class _Builder:
     """Walks parsed data against the dataclass schema, collecting problems as it goes."""
 
-    def __init__(self) -> None:
+    def __init__(self, merge: bool = False) -> None:
         self.problems: list[str] = []
         self._failed: set[str] = set()
         """Every path with a problem and every path above it (``faults[2].kind`` adds
         ``faults``, ``faults[2]`` and ``faults[2].kind``): checks stay linear in the problems."""
+        self.merge = merge
+        """Every table merges over what is there (changing a scenario, not writing a file)."""
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
@@ -434,7 +448,7 @@ class _Builder:
         if not self.within(value, path, meta):
             return _INVALID
         named = dataclasses.is_dataclass(item)
-        merged = path in _MERGED_DICTS
+        merged = self.merge or path in _MERGED_DICTS
         result: dict[str, Any] = dict(current) if merged else {}
         for key, entry in value.items():
             sub = _join(path, str(key))
@@ -497,6 +511,14 @@ class _Builder:
         for i, fault in enumerate(s.faults):
             if not self.failed_under(f"faults[{i}].kind") and not fault.kind:
                 self.fail(f"faults[{i}].kind", "expected a fault kind such as 'kill_container'")
+        for i, action in enumerate(s.actions):
+            if not self.failed_under(f"actions[{i}].kind") and not action.kind:
+                self.fail(f"actions[{i}].kind", "expected a control such as 'restore'")
+        for i, check in enumerate(s.checks):
+            if not self.failed_under(f"checks[{i}]"):
+                for problem in spec_problems(check, s, f"checks[{i}]"):
+                    path, _, message = problem.partition(": ")
+                    self.fail(path, message)
         if not self.failed_under("traffic.regions", "faults"):
             peak = peak_rate(s)
             if peak > MAX_RATE:

@@ -320,4 +320,6 @@ def summary(engine: Engine) -> RunSummary:
         database=database_info(world),
         faults=tuple(engine.fault_log),
         events=engine.event_count,
+        lesson=engine.scenario.run.lesson,
+        checks=engine.experiment.results() if engine.experiment is not None else (),
     )

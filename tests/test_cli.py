@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.core.scenario import builtin_description, builtin_names
+from stackyard.core.scenario import builtin_description, builtin_names, load_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,14 +53,16 @@ def test_catalogue_lists_every_command_as_text_and_json() -> None:
         assert fragment in text, fragment
 
 
-def test_scenarios_lists_builtins_with_descriptions() -> None:
+def test_scenarios_lists_builtins_with_descriptions_and_lessons() -> None:
     result = stackyard("scenarios")
     assert result.returncode == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
-    assert len(lines) == len(builtin_names())
-    for line, name in zip(lines, builtin_names(), strict=True):
-        assert line.split()[0] == name
-        assert line.endswith(builtin_description(name))
+    assert len(lines) == 2 * len(builtin_names())
+    pairs = zip(lines[::2], lines[1::2], strict=True)
+    for name, (first, second) in zip(builtin_names(), pairs, strict=True):
+        assert first.split()[0] == name
+        assert first.endswith(builtin_description(name))
+        assert second.strip() == f"lesson: {load_builtin(name).run.lesson}"
 
 
 def test_validate_ok(tmp_path: Path) -> None:
@@ -241,6 +243,9 @@ def test_run_seed_defaults_to_the_scenarios() -> None:
 def test_run_text_summary() -> None:
     result = stackyard("run", "mmc", "--duration", "5s", "--seed", "2")
     assert result.returncode == 0, result.stderr
-    labels = [line.split()[0] for line in result.stdout.splitlines()]
-    assert labels[:5] == ["scenario", "simulated", "requests", "latency", "errors"]
+    summary, checks = result.stdout.split("\n\n")
+    labels = [line.split()[0] for line in summary.splitlines()]
+    assert labels[:6] == ["scenario", "lesson", "simulated", "requests", "latency", "errors"]
+    assert checks.splitlines()[:2] == ["checks: 1 of 1 held",
+                                       "check        value    verdict  likely cause"]
     assert " ms" in result.stdout

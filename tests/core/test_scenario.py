@@ -474,7 +474,7 @@ def test_builtin_names() -> None:
     names = builtin_names()
     assert names[0] == "default"
     assert {"default", "mmc"} <= set(names)
-    assert len(names) >= 5
+    assert len(names) >= 11
 
 
 @pytest.mark.parametrize("name", builtin_names())
@@ -483,6 +483,7 @@ def test_every_builtin_loads(name: str) -> None:
     assert s.run.name == name
     description = builtin_description(name)
     assert description and "\n" not in description and len(description) <= 100
+    assert s.run.lesson and "\n" not in s.run.lesson and len(s.run.lesson) <= 140
     assert resolve(name) == s
 
 
@@ -583,7 +584,7 @@ def test_docs_list_every_fault_kind_with_its_parameters() -> None:
     from stackyard.core.faults import FAULTS
 
     text = DOC.read_text(encoding="utf-8")
-    table = text.split("| kind | target")[1]
+    table = text.split("| kind | target")[1].split("\n### ")[0]
     rows = dict(re.findall(r"^\| `([a-z_]+)` \|[^|]+\|([^|]*)\|", table, re.M))
     assert set(rows) == set(FAULTS)
     for name, action in FAULTS.items():

@@ -112,3 +112,16 @@ def test_keys_follow_the_catalogue_target_types() -> None:
     assert [b.key.key for b in node_keys(cat, link)] == ["l", "o", "w", "p"]
     assert region_of(EdgeNode(id="edge-us", state="up", region="us"), snap) == "us"
     assert region_of(container, snap) == "us"
+
+
+def test_an_event_shows_the_fault_it_is_traced_to_and_can_be_found_by_it() -> None:
+    from stackyard.core.protocol import Event
+    from stackyard.tui.widgets.event_log import event_line, matches
+
+    ev = Event(time=61.5, severity="error", component="db-2", kind="promoted",
+               message="db-2 is the new primary", why="3 writes lost", cause="f1")
+    assert event_line(ev, 80).plain == "  1:01.5 ✖ db-2 is the new primary [f1] — 3 writes lost"
+    assert matches(ev, "f1") and not matches(ev, "f2")
+    plain = Event(time=0.0, severity="info", component="app-1", kind="container_up",
+                  message="app-1 running")
+    assert "[" not in event_line(plain, 80).plain

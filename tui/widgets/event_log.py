@@ -16,7 +16,8 @@ SEVERITY = {"info": ("·", "$text-muted"), "warning": ("▲", "$warning"), "erro
 
 def matches(event: Event, text: str) -> bool:
     """Whether ``event`` contains every word of ``text`` (case-insensitive) anywhere."""
-    hay = f"{event.severity} {event.component} {event.kind} {event.message} {event.why}".lower()
+    hay = (f"{event.severity} {event.component} {event.kind} {event.message} {event.why} "
+           f"{event.cause}").lower()
     return all(word in hay for word in text.lower().split())
 
 
@@ -24,6 +25,8 @@ def event_line(event: Event, width: int) -> Content:
     glyph, style = SEVERITY.get(event.severity, ("·", ""))
     head = Content.assemble((f"{clock(event.time):>8} ", "$text-muted"), (f"{glyph} ", style),
                             (event.message, "bold" if event.severity != "info" else ""))
+    if event.cause:
+        head = Content.assemble(head, (f" [{event.cause}]", "$accent"))
     if event.why:
         head = Content.assemble(head, (f" — {event.why}", "$text-muted italic"))
     return head.truncate(width, ellipsis=True) if width > 0 else head
