@@ -54,9 +54,10 @@ def test_each_window_measures_the_seconds_it_names() -> None:
     assert (r["before"].start, r["before"].end) == (0.0, 10.0)
     assert (r["after"].start, r["after"].end) == (21.0, 40.0)
     every = r["every second"]
-    # at 100 rps about one request is in flight when the link slows: the first second with
-    # slow answers is the one that ends at 12 s (sent after 10 s, they take a second)
-    assert not every.passed and every.failed_at == 12.0
+    # at 100 rps about one request is in flight when the link slows: a request counts when its
+    # answer leaves, so the first second with slow answers is the one that ends at 11 s (sent
+    # after 10 s, answered half a second later, their latency includes the trip back)
+    assert not every.passed and every.failed_at == 11.0
     assert every.value is not None and every.value >= 1.0  # the worst second
     assert every.cause is not None and (every.cause.fault, every.cause.kind) == \
         ("f1", "link_latency")
@@ -131,7 +132,7 @@ def test_verdicts_are_logged_as_events_when_their_window_closes() -> None:
                 if ev.component == "checks"]
     assert verdicts == [
         (10.0, "check_held", "check held: p99 < 100ms before", ""),
-        (12.0, "check_failed", "check failed: p99 < 100ms continuously", "f1"),
+        (11.0, "check_failed", "check failed: p99 < 100ms continuously", "f1"),
         (30.0, "check_held", "check held: p50 < 100ms window 25s-30s", ""),
     ]
     assert all(re.search(r" \([0-9.]+m?s\)$", ev.message) for ev in e.events
