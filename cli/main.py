@@ -185,10 +185,15 @@ def _command_parser() -> _Parser:
     catalogue.set_defaults(handler=_cmd_catalogue)
     recording.register(sub)
     experiments.register(sub)
+
+    from stackyard.cli import mqtt  # serve, attach (imported here: it imports this module)
+
+    mqtt.register(sub)
     return parser
 
 
-COMMANDS = ("run", "validate", "scenarios", "catalogue", "sweep", *recording.COMMANDS)
+COMMANDS = ("run", "validate", "scenarios", "catalogue", "sweep", *recording.COMMANDS, "serve",
+            "attach")
 """First arguments that select a subcommand; anything else opens the TUI."""
 
 

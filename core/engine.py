@@ -297,6 +297,13 @@ class Engine:
     def _execute(self, cmd: Command) -> str:
         action = CATALOGUE[cmd.kind]
         self.commands.append((self.kernel.now, cmd))
+        if cmd.origin.startswith("remote:"):
+            # Who did it, in every viewer's event log; from the command itself, so a replay of
+            # the command log shows it too.
+            where = f" on {cmd.target}" if cmd.target else ""
+            self.emit("info", "remote", "command",
+                      f"{cmd.origin.removeprefix('remote:')} sent {cmd.kind}{where}",
+                      "a remote viewer's command (MQTT)")
         if action.group == "fault":
             return self._inject(action, cmd)
         problem = self.target_problem(action, cmd.target, strict=True)

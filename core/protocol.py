@@ -110,6 +110,8 @@ class Reply(Record, frozen=True, kw_only=True):
     kind: str = ""
     result: str = ""
     error: str = ""
+    query: QueryResult | None = None
+    """What a ``query`` command (a read-only SQL query sent to a remote run) returned."""
 
 
 # -- the catalogue ---------------------------------------------------------------------------
