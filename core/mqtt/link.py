@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -76,6 +77,8 @@ def make_client(broker: BrokerConfig, *, identifier: str, will: aiomqtt.Will | N
         max_queued_incoming_messages=max_incoming or None,
         max_queued_outgoing_messages=max_outgoing or None,
         logger=_PAHO,
+        # Small messages (a command, its reply) go out at once, not after Nagle's delay.
+        socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
     )
 
 

@@ -58,7 +58,8 @@ class RemoteOptions:
     query_timeout: float = 8.0
     """Seconds to wait for a SQL query's reply (the server stops a query after 2 s)."""
     history_wait: float = 1.5
-    """Seconds ``open`` waits for the retained history after the first snapshot."""
+    """Seconds ``open`` waits for the run's recent history (asked for once the first snapshot
+    is in)."""
     max_pending: int = 32
     """Commands awaiting a reply at once; more are refused without being sent."""
     max_incoming: int = 1_000
@@ -173,6 +174,13 @@ class RemoteSession:
             future.cancel()
         self._subscribers.clear()
 
+    async def __aenter__(self) -> RemoteSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     # -- connecting -------------------------------------------------------------------------
 
     async def open(self, *, timeout: float = 5.0) -> None:
@@ -203,8 +211,25 @@ class RemoteSession:
             raise NoRunError(f"no run {self.run_id!r} on {self.broker.url} (nothing retained on "
                              f"{self.topics.base}/{{{','.join(missing)}}}); start one with "
                              f"'stackyard serve'") from None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._got_history.wait(), self.options.history_wait)
+        await self._fetch_history()
+
+    async def _fetch_history(self) -> None:
+        """Ask for the history now (the retained one may be a few seconds old) and wait a
+        little for it; without it the viewer starts from the snapshot alone."""
+        wait = self.options.history_wait
+        deadline = time.monotonic() + wait
+        reply = await self._request(Command("history"), wait)
+        if not (reply.ok and reply.result.isdigit()):
+            log.info("no history from the server: %s", reply.error or reply.result)
+            return
+        newest = int(reply.result)
+        while not (self._history and self._history[-1].seq >= newest):
+            self._got_history.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._got_history.wait(), left)
 
     async def _maintain(self, first: asyncio.Future[None]) -> None:
         backoff = Backoff()
@@ -217,7 +242,7 @@ class RemoteSession:
                                         (topics.driver, "driver"), (topics.reply, "reply"),
                                         (topics.snapshot, "snapshot")):
                         await client.subscribe(topic, qos=QOS[kind])
-                    history = not self._got_history.is_set()
+                    history = not self._live
                     if history:
                         await client.subscribe(topics.history, qos=QOS["history"])
                     self._connected = client
@@ -229,8 +254,8 @@ class RemoteSession:
                         log.info("reconnected to %s", self.broker.url)
                     async for message in client.messages:
                         self._dispatch(str(message.topic), message.payload)
-                        if history and self._got_history.is_set():
-                            history = False  # once is enough: it is large, and only for now
+                        if history and self._live:
+                            history = False  # only for attaching: it is large
                             await client.unsubscribe(topics.history)
             except aiomqtt.MqttError as exc:
                 if not first.done():

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from stackyard.core.mqtt.topics import (
     viewer_name,
 )
 from stackyard.core.protocol import (
+    MAX_COMMAND_BYTES,
     MAX_ERROR_CHARS,
     Command,
     DriverStatus,
@@ -49,6 +51,7 @@ from stackyard.core.protocol import (
     Snapshot,
     decode,
     encode,
+    show,
 )
 from stackyard.core.session import SessionError
 
@@ -75,7 +78,10 @@ class ServerOptions:
     metrics_interval: float = 1.0
     """Wall seconds between publications of the per-node metric topics (changed values only)."""
     history_interval: float = 5.0
-    """Wall seconds between publications of the retained history."""
+    """Wall seconds between publications of the retained history while nobody asks for it."""
+    history_gap: float = 0.5
+    """Wall seconds at least between two publications of the history: requests in between are
+    answered together by the next one."""
     history_keep: int = 120
     """Snapshots the history holds (at least a simulated second apart)."""
     history_bytes: int = 2_000_000
@@ -90,6 +96,8 @@ class ServerOptions:
     query_burst: int = 10
     max_queries: int = 2
     """SQL queries running at once."""
+    max_history_waiting: int = 256
+    """History requests waiting for the next publication; more are refused."""
     max_step: float = 60.0
     """The most simulated seconds one remote ``step`` may advance (a step runs at once, holding
     the event loop: a long one would freeze every viewer)."""
@@ -129,8 +137,15 @@ class _IdOnly(msgspec.Struct):
 _ID_ONLY = msgspec.json.Decoder(_IdOnly)
 
 
+_ID_NEAR_START = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:-]{1,64})"')
+
+
 def _salvage_id(payload: bytes) -> str:
-    """The ``id`` of a command that failed to decode, if one can be read (for the reply)."""
+    """The ``id`` of a command that failed to decode, if one can be read (for the reply); an
+    oversized payload is not parsed: its id is looked for near its start only."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        found_near = _ID_NEAR_START.search(payload[:1024])
+        return found_near.group(1).decode() if found_near else ""
     try:
         found = _ID_ONLY.decode(payload).id
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError):
@@ -184,8 +199,12 @@ class MqttServer:
         self._history_size = 0
         self._history_dirty = False
         self._history_at = 0.0
+        self._history_waiting: list[Command] = []
+        """History requests to answer once the history has been published."""
         self._carried: list[Event] = []
         self._kept_time = float("-inf")
+        self._history_last_seq = 0
+        self._timer: asyncio.TimerHandle | None = None
         self._metrics: dict[str, str] = {}
         self._metrics_at = 0.0
         self._commands = _Bucket(options.command_rate, options.command_burst)
@@ -226,6 +245,8 @@ class MqttServer:
                                     encode(self._status("offline", reason="shut down")),
                                     "status", retain=True, timeout=2.0)
         self._unsubscribe()
+        if self._timer is not None:
+            self._timer.cancel()
         await self._stop_task()
         for task in list(self._queries):
             task.cancel()
@@ -324,6 +345,7 @@ class MqttServer:
         self._carried.clear()
         self._kept_time = snap.time
         self._history.append(payload)
+        self._history_last_seq = snap.seq
         self._history_size += len(payload)
         while self._history and (len(self._history) > opts.history_keep
                                  or self._history_size > opts.history_bytes):
@@ -347,14 +369,12 @@ class MqttServer:
             await self._wake.wait()
             self._wake.clear()
             while self._replies:
-                reply = self._replies.popleft()
-                await self._publish(client, topics.reply, encode(reply), "reply")
+                await self._publish_many(client, topics.reply, "reply", self._replies)
                 if len(self._replies) < self.options.max_replies // 2:
                     self._room.set()
             self._room.set()
             while self._events:
-                event = self._events.popleft()
-                await self._publish(client, topics.events, encode(event), "events")
+                await self._publish_many(client, topics.events, "events", self._events)
             payload, self._snapshot = self._snapshot, None
             if payload is not None:
                 await self._publish(client, topics.snapshot, payload, "snapshot", retain=True)
@@ -367,11 +387,44 @@ class MqttServer:
             if now >= self._metrics_at + self.options.metrics_interval:
                 self._metrics_at = now
                 await self._publish_metrics(client)
-            if self._history_dirty and now >= self._history_at + self.options.history_interval:
-                self._history_at = now
-                self._history_dirty = False
-                await self._publish(client, topics.history, history_payload(list(self._history)),
-                                    "history", retain=True)
+            await self._publish_history(client, now)
+
+    async def _publish_history(self, client: aiomqtt.Client, now: float) -> None:
+        """The retained history: every ``history_interval`` when it changed, and soon (at most
+        every ``history_gap``) when a viewer asked; the askers are answered after it."""
+        opts = self.options
+        asked = bool(self._history_waiting)
+        due = self._history_dirty and now >= self._history_at + opts.history_interval
+        if asked and now < self._history_at + opts.history_gap:
+            self._wake_later(self._history_at + opts.history_gap - now)
+            return
+        if not (asked or due):
+            return
+        self._history_at = now
+        self._history_dirty = False
+        kept = list(self._history)
+        await self._publish(client, self.topics.history, history_payload(kept), "history",
+                            retain=True)
+        last = self._history_last_seq
+        waiting, self._history_waiting = self._history_waiting, []
+        for cmd in waiting:
+            await self._publish(client, self.topics.reply, encode(Reply(
+                ok=True, id=cmd.id, kind="history", result=str(last))), "reply")
+
+    def _wake_later(self, delay: float) -> None:
+        if self._timer is None or self._timer.cancelled():
+            def wake() -> None:
+                self._timer = None
+                self._wake.set()
+
+            self._timer = asyncio.get_running_loop().call_later(delay, wake)
+
+    async def _publish_many(self, client: aiomqtt.Client, topic: str, kind: str,
+                            queue: deque[Reply] | deque[Event], batch: int = 64) -> None:
+        """Publish up to ``batch`` records from ``queue`` without waiting for each one's
+        acknowledgement before sending the next."""
+        records = [queue.popleft() for _ in range(min(batch, len(queue)))]
+        await asyncio.gather(*(self._publish(client, topic, encode(r), kind) for r in records))
 
     async def _publish_metrics(self, client: aiomqtt.Client) -> None:
         """One retained plain number per node and metric (and the KPIs under ``kpis``), only
@@ -424,8 +477,14 @@ class MqttServer:
                                 f"command.id: expected at most {MAX_ID} characters, "
                                 f"got {len(cmd.id)}")
         cmd = replace(cmd, origin=f"remote:{viewer}")
+        if cmd.kind not in CATALOGUE and cmd.kind not in ("query", "history"):
+            return self._refuse(cmd.id, cmd.kind, viewer,
+                                f"command.kind: unknown command {show(cmd.kind)} (the catalogue "
+                                f"topic lists them)")
         if cmd.kind == "query":
             return self._query(cmd, viewer)
+        if cmd.kind == "history":
+            return self._want_history(cmd, viewer)
         if not self.options.allow_control:
             return self._refuse(cmd.id, cmd.kind, viewer,
                                 "control is off: this run is read-only for viewers (the server "
@@ -471,6 +530,16 @@ class MqttServer:
             log.warning("remote:%s: %s refused: %s", viewer, kind or "command", error)
         else:
             self._refusals_hidden += 1
+
+    def _want_history(self, cmd: Command, viewer: str) -> Reply | None:
+        """Publish the history soon (allowed without control: it changes nothing); the reply,
+        after it, carries the seq of its newest snapshot."""
+        if len(self._history_waiting) >= self.options.max_history_waiting:
+            return self._refuse(cmd.id, "history", viewer,
+                                "too many history requests at once; try again in a moment")
+        self._history_waiting.append(cmd)
+        self._wake.set()
+        return None
 
     def _query(self, cmd: Command, viewer: str) -> Reply | None:
         """Start a read-only SQL query (allowed without control: it changes nothing)."""
