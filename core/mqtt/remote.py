@@ -93,6 +93,7 @@ class RemoteSession:
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._ready = asyncio.Event()
+        self._have_status = asyncio.Event()
         self._got_history = asyncio.Event()
         self._catalogue: tuple[ActionInfo, ...] = ()
         self._driver: DriverStatus | None = None
@@ -201,6 +202,8 @@ class RemoteSession:
                                    f"{timeout:g} s") from None
             raise
         try:
+            # A run's status is retained: it arrives right after the subscription, or never.
+            await asyncio.wait_for(self._have_status.wait(), min(timeout, 2.0))
             await asyncio.wait_for(self._ready.wait(), timeout)
         except TimeoutError:
             await self.close()
@@ -308,6 +311,7 @@ class RemoteSession:
                 status.state == "online":
             self._last_seq = None  # a new server process: its seq starts again
         self.server = status
+        self._have_status.set()
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         last = self._last_seq

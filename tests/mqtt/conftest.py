@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import shutil
 import socket
 import subprocess
@@ -65,8 +66,10 @@ class Mosquitto:
         self.users = users or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = folder / "mosquitto.conf"
+        # ``user``: started as root, mosquitto would drop to its own user, who cannot read the
+        # test's files.
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "set_tcp_nodelay true",
-                 "log_dest stderr", "log_type error"]
+                 "log_dest stderr", "log_type error", f"user {getpass.getuser()}"]
         if self.users:
             passwd = folder / "passwd"
             passwd.touch(mode=0o600)
