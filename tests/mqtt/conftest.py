@@ -60,7 +60,9 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0)
 class Mosquitto:
     """A mosquitto process on a free port of 127.0.0.1, from a config file of its own."""
 
-    def __init__(self, folder: Path, *, users: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, *, users: dict[str, str] | None = None,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:
+        """``tls``: (CA file, certificate chain, key) for a TLS listener."""
         self.folder = folder
         self.port = free_port()
         self.users = users or {}
@@ -80,6 +82,8 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {passwd}"]
         else:
             lines.append("allow_anonymous true")
+        if tls is not None:
+            lines += [f"cafile {tls[0]}", f"certfile {tls[1]}", f"keyfile {tls[2]}"]
         self.conf.write_text("\n".join(lines) + "\n")
 
     @property

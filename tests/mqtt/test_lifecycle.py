@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+import trustme
+
 from stackyard.core.mqtt.config import BrokerConfig
 from stackyard.core.mqtt.remote import RemoteSession
 from stackyard.core.mqtt.topics import ServerStatus, Topics
@@ -141,6 +143,39 @@ async def test_credentials_from_a_password_file(tmp_path: Path) -> None:
             assert code == 0, err
             await until(lambda: (s := status_of(watcher, "default")) is not None
                         and s.state == "offline", "the clean shutdown's offline")
+    finally:
+        broker.stop()
+
+
+async def test_tls_with_a_ca_file(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost", "127.0.0.1")
+    files = (tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
+    ca.cert_pem.write_to_path(str(files[0]))
+    files[1].write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(files[2]))
+    broker = Mosquitto(tmp_path, tls=files)
+    broker.start()
+    url = f"mqtts://localhost:{broker.port}"
+    try:
+        # The broker's certificate is signed by nobody the system trusts: one line, exit 2.
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "serve", "default", "--broker", url, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        code, _, err = await finish(proc)
+        assert code == 2 and err.count("\n") == 1 and "certificate verify failed" in err, err
+        # With its CA the run goes online, and a viewer over TLS attaches.
+        serve = await start_serve("default", "--broker", url, "--tls-ca", str(files[0]))
+        config = BrokerConfig(host="localhost", port=broker.port, tls=True, ca_file=files[0])
+        try:
+            await read_line(serve, "attach with: ")
+            async with RemoteSession(config, "default", viewer="tls") as session:
+                assert session.server is not None and session.server.state == "online"
+                assert session.latest is None and session.catalogue
+        finally:
+            serve.send_signal(signal.SIGINT)
+            code, _, err = await finish(serve)
+        assert code == 0, err
     finally:
         broker.stop()
 
