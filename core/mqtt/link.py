@@ -9,6 +9,7 @@ being retried forever.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import socket
@@ -21,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from stackyard.core.mqtt.config import BrokerConfig, ConfigError, ConnectError
 
-__all__ = ["Backoff", "connect_error", "make_client"]
+__all__ = ["Backoff", "connect_error", "make_client", "raise_if_cancelled"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,17 @@ class Backoff:
     def delay(self) -> float:
         self._next = self.first if self._next <= 0 else min(self.most, self._next * 2)
         return self._next * random.uniform(0.8, 1.2)
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the current task is being cancelled.
+
+    On Python 3.11, ``asyncio.wait_for`` (which aiomqtt awaits every publish and subscription
+    with) can swallow a cancellation that arrives just as the operation completes; a loop that
+    then waits for more work would never end. Loops call this before waiting."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def make_client(broker: BrokerConfig, *, identifier: str, will: aiomqtt.Will | None = None,

@@ -26,7 +26,7 @@ import aiomqtt
 from msgspec.structs import replace
 
 from stackyard.core.mqtt.config import BrokerConfig, ConnectError, NoRunError
-from stackyard.core.mqtt.link import Backoff, connect_error, make_client
+from stackyard.core.mqtt.link import Backoff, connect_error, make_client, raise_if_cancelled
 from stackyard.core.mqtt.topics import QOS, History, ServerStatus, Topics
 from stackyard.core.protocol import (
     ActionInfo,
@@ -169,8 +169,8 @@ class RemoteSession:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: see raise_if_cancelled for how a cancellation can go astray.
+            await asyncio.wait((task,), timeout=10.0)
         for future in self._pending.values():
             future.cancel()
         self._subscribers.clear()
@@ -238,8 +238,10 @@ class RemoteSession:
         backoff = Backoff()
         topics = self.topics
         while True:
+            raise_if_cancelled()
             try:
                 async with self._client as client:
+                    raise_if_cancelled()
                     for topic, kind in ((topics.status, "status"),
                                         (topics.catalogue, "catalogue"),
                                         (topics.driver, "driver"), (topics.reply, "reply"),
@@ -256,6 +258,7 @@ class RemoteSession:
                     else:
                         log.info("reconnected to %s", self.broker.url)
                     async for message in client.messages:
+                        raise_if_cancelled()
                         self._dispatch(str(message.topic), message.payload)
                         if history and self._live:
                             history = False  # only for attaching: it is large

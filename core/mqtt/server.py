@@ -31,7 +31,7 @@ from msgspec.structs import replace
 
 from stackyard.core.catalogue import CATALOGUE
 from stackyard.core.mqtt.config import BrokerConfig, ConnectError
-from stackyard.core.mqtt.link import Backoff, connect_error, make_client
+from stackyard.core.mqtt.link import Backoff, connect_error, make_client, raise_if_cancelled
 from stackyard.core.mqtt.topics import (
     QOS,
     ServerStatus,
@@ -255,8 +255,8 @@ class MqttServer:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: see raise_if_cancelled for how a cancellation can go astray.
+            await asyncio.wait((task,), timeout=10.0)
 
     def _status(self, state: str, *, birth: int | None = None, reason: str = "") -> ServerStatus:
         return ServerStatus(state=state, birth=self.birth if birth is None else birth,  # type: ignore[arg-type]
@@ -266,6 +266,7 @@ class MqttServer:
         """Keep the link up: aiomqtt's reusable client, entered again after every loss."""
         backoff = Backoff()
         while True:
+            raise_if_cancelled()
             try:
                 async with self._client as client:
                     self.birth += 1
@@ -314,7 +315,7 @@ class MqttServer:
         finally:
             for task in (receiver, sender):
                 task.cancel()
-            await asyncio.gather(receiver, sender, return_exceptions=True)
+            await asyncio.wait((receiver, sender), timeout=5.0)
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -366,6 +367,7 @@ class MqttServer:
         """Publish whatever waits, whenever woken; returns only by raising MqttError."""
         topics = self.topics
         while True:
+            raise_if_cancelled()
             await self._wake.wait()
             self._wake.clear()
             while self._replies:
@@ -455,6 +457,7 @@ class MqttServer:
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            raise_if_cancelled()
             payload = message.payload
             data = payload if isinstance(payload, bytes | bytearray) else \
                 str(payload if payload is not None else "").encode()

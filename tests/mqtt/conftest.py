@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -191,4 +191,3 @@ async def publish_all(broker: BrokerConfig, topic: str, payloads: list[bytes], *
             await client.publish(topic, payload, qos=qos)
 
 
-Poll = Callable[[Callable[[], bool], str], Awaitable[None]]
