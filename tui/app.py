@@ -34,6 +34,7 @@ from stackyard.tui.screens.help import HelpScreen
 from stackyard.tui.screens.main import MainScreen
 from stackyard.tui.screens.sql import SqlScreen
 from stackyard.tui.themes import DEFAULT, builtin_themes, resolve_name, user_themes
+from stackyard.tui.widgets.header import KpiHeader
 from stackyard.tui.widgets.scrubber import Scrubber
 from stackyard.tui.widgets.tier_pane import TierPane
 
@@ -130,6 +131,7 @@ class StackyardApp(App[int]):
         self._unsubscribe = self.session.subscribe(self._on_snapshot)
         await self.push_screen(MainScreen())
         await self.session.start()
+        self.set_interval(0.5, self._link_changes, name="link")
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
@@ -175,6 +177,16 @@ class StackyardApp(App[int]):
                 screen.show(snap)
             self.frames += 1
         self.update_keys()
+
+    def _link_changes(self) -> None:
+        """Redraw the header when a remote run's link or control changes: snapshots, which
+        redraw it otherwise, stop coming when the link is lost."""
+        status = self.session.status
+        if not status.link:
+            return
+        for header in self.screen.query(KpiHeader):
+            if (header.status.link, header.status.control) != (status.link, status.control):
+                header.show(header.snapshot, status)
 
     def update_keys(self) -> None:
         """Refresh the footer only when the keys that fit change (the selected node's kind or

@@ -118,9 +118,8 @@ class RemoteSession:
         driver = self._driver or _WAITING
         server = self.server
         online = server is not None and server.state == "online"
-        link = self.link
-        if link == "connected" and not online:
-            link = "server offline"
+        # A server known to be offline says more than a lost link (its broker may be gone too).
+        link = "server offline" if server is not None and not online else self.link
         stale = link != "connected"
         return replace(driver, link=link, control=online and server is not None
                        and server.control, achieved=0.0 if stale else driver.achieved)

@@ -78,6 +78,12 @@ async def test_a_viewer_without_control_is_told_so(mosquitto: Mosquitto, tmp_pat
                 assert time.monotonic() < deadline, screen_text(app)
                 await pilot.pause(0.05)
             assert not local.sent and server.counts["refused"] == 1
+            # The server goes away: the header says so, though no snapshot comes to redraw it.
+            await server.close()
+            deadline = time.monotonic() + 5
+            while "⚠ server offline" not in screen_text(app).splitlines()[0]:
+                assert time.monotonic() < deadline, screen_text(app)
+                await pilot.pause(0.05)
         await session.close()
 
 
