@@ -102,6 +102,7 @@ class RemoteSession:
         self._latest: Snapshot | None = None
         self._history: tuple[Snapshot, ...] = ()
         self._last_seq: int | None = None
+        self._backwards = 0
         self._live = False
         self._subscribers: list[Subscriber] = []
         self._pending: dict[str, asyncio.Future[Reply]] = {}
@@ -319,19 +320,26 @@ class RemoteSession:
         last = self._last_seq
         if last is not None:
             if snap.seq <= last:
-                return  # the retained copy of one already seen, or a stale one
-            if snap.seq > last + 1:
-                missed = snap.seq - last - 1
-                self.gaps += 1
-                self.missed += missed
-                if self._live:
-                    snap = replace(snap, events=(Event(
-                        time=snap.time, severity="warning", component="link", kind="gap",
-                        message=f"missed {missed} snapshot{'s' if missed > 1 else ''} "
-                                f"({last + 1}-{snap.seq - 1})",
-                        why="the link to the broker dropped them; resynchronised from the "
-                            "newest snapshot (events in between are not shown)"),
-                        *snap.events))
+                # The retained copy of one already seen, or a stale one; but a stream that keeps
+                # going backwards has started again (or a stray seq got ahead): follow it.
+                self._backwards += 1
+                if self._backwards < 3:
+                    return
+                last, self._backwards = None, 0
+            else:
+                self._backwards = 0
+        if last is not None and snap.seq > last + 1:
+            missed = snap.seq - last - 1
+            self.gaps += 1
+            self.missed += missed
+            if self._live:
+                snap = replace(snap, events=(Event(
+                    time=snap.time, severity="warning", component="link", kind="gap",
+                    message=f"missed {missed} snapshot{'s' if missed > 1 else ''} "
+                            f"({last + 1}-{snap.seq - 1})",
+                    why="the link to the broker dropped them; resynchronised from the "
+                        "newest snapshot (events in between are not shown)"),
+                    *snap.events))
         self._last_seq = snap.seq
         self._received = snap
         if self._live:

@@ -94,8 +94,10 @@ class ServerOptions:
     query_rate: float = 5.0
     """SQL queries started per second, sustained."""
     query_burst: int = 10
-    max_queries: int = 2
-    """SQL queries running at once."""
+    max_queries: int = 4
+    """SQL queries running or waiting at once. They run one at a time, each holding the
+    storage's lock, and the next waits as long as the last took: queries take at most half the
+    storage's time whatever the viewers send."""
     max_history_waiting: int = 256
     """History requests waiting for the next publication; more are refused."""
     max_step: float = 60.0
@@ -210,6 +212,8 @@ class MqttServer:
         self._commands = _Bucket(options.command_rate, options.command_burst)
         self._query_bucket = _Bucket(options.query_rate, options.query_burst)
         self._queries: set[asyncio.Task[None]] = set()
+        self._query_rest_until = 0.0
+        self._query_lock = asyncio.Lock()
         self._refusals_logged = 0
         self._refusals_hidden = 0
         self._log_second = 0
@@ -559,11 +563,19 @@ class MqttServer:
         return None
 
     async def _run_query(self, cmd: Command, viewer: str, sql: str) -> None:
-        try:
-            result = await self.session.query(cmd.target, sql)
-        except SessionError as exc:
-            self._reply(self._refuse(cmd.id, "query", viewer, str(exc)))
-            return
+        async with self._query_lock:
+            rest = self._query_rest_until - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)
+            started = time.monotonic()
+            try:
+                result = await self.session.query(cmd.target, sql)
+            except SessionError as exc:
+                self._reply(self._refuse(cmd.id, "query", viewer, str(exc)))
+                return
+            finally:
+                now = time.monotonic()
+                self._query_rest_until = now + (now - started)
         self.counts["queries"] += 1
         log.info("remote:%s: query on %s -> %d rows", viewer, cmd.target, len(result.rows))
         self._reply(Reply(ok=True, id=cmd.id, kind="query", result=str(len(result.rows)),

@@ -25,7 +25,7 @@ from stackyard.core.protocol import (
     encode,
 )
 from stackyard.core.session import SessionError
-from tests.mqtt.conftest import Mosquitto, Watcher, served, until
+from tests.mqtt.conftest import Mosquitto, Watcher, publish_all, served, until
 
 T = Topics("test")
 
@@ -197,6 +197,29 @@ async def test_remote_sql_has_the_local_consoles_limits(mosquitto: Mosquitto) ->
             await session.query("db-9", "SELECT 1")
         except SessionError as exc:
             assert "no database node 'db-9'" in str(exc)
+
+
+async def test_a_viewer_survives_garbage_and_strays_on_its_topics(mosquitto: Mosquitto) -> None:
+    async with served(mosquitto.config, allow_control=False) as (local, _), \
+            RemoteSession(mosquitto.config, "test", viewer="jo") as session:
+        delivered: list[Snapshot] = []
+        session.subscribe(delivered.append)
+        await session.start()
+        await until(lambda: len(delivered) >= 2, "live snapshots")
+        stray = encode(Snapshot(time=0.0, seq=10**9, scenario="forged"))
+        for topic, payload in ((T.snapshot, b"{not json"), (T.driver, b'{"paused": "yes"}'),
+                               (T.status, b"[]"), (T.reply, b"\xff\xfe"), (T.snapshot, stray)):
+            await publish_all(mosquitto.config, topic, [payload])
+        await until(lambda: session.bad_payloads == 4, "the bad payloads to be counted")
+        # The forged snapshot got through (it is a valid record), but the run's own stream, now
+        # "going backwards", is followed again after three snapshots.
+        await until(lambda: delivered[-1].scenario == "default" and
+                    any(s.scenario == "forged" for s in delivered), "the stream to resume")
+        seq = delivered[-1].seq
+        await until(lambda: delivered[-1].seq > seq, "the stream to move on")
+        assert session.status.link == "connected" and session.server is not None
+        assert session.server.state == "online"
+        assert not local.sent
 
 
 def test_payloads_in_the_docs_decode() -> None:
