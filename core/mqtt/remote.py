@@ -119,8 +119,12 @@ class RemoteSession:
         driver = self._driver or _WAITING
         server = self.server
         online = server is not None and server.state == "online"
-        # A server known to be offline says more than a lost link (its broker may be gone too).
-        link = "server offline" if server is not None and not online else self.link
+        link = self.link
+        if server is not None and not online and (link == "connected"
+                                                   or server.reason == "shut down"):
+            # A server that shut down says more than the lost link (its broker may be gone too);
+            # a last will published as the broker went down does not.
+            link = "server offline"
         stale = link != "connected"
         return replace(driver, link=link, control=online and server is not None
                        and server.control, achieved=0.0 if stale else driver.achieved)

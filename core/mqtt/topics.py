@@ -20,10 +20,10 @@ __all__ = ["QOS", "History", "ServerStatus", "Topics", "metric_text", "topic_lev
 
 ROOT: Final = "stackyard"
 
-QOS: Final = {"status": 1, "catalogue": 1, "snapshot": 0, "driver": 0, "history": 0,
+QOS: Final = {"status": 1, "catalogue": 1, "snapshot": 1, "driver": 0, "history": 0,
               "events": 1, "metrics": 0, "cmd": 1, "reply": 1}
-"""The QoS each topic is published at: 0 where the next message replaces the last (a lost one
-is noticed from ``Snapshot.seq`` and healed by the next), 1 where every message matters."""
+"""The QoS each topic is published at: 1 where every message matters (a snapshot carries the
+events since the previous one), 0 where the next message replaces the last."""
 
 MAX_VIEWER = 32
 """A viewer's name is cut to this many characters."""

@@ -62,8 +62,9 @@ async def test_both_sides_recover_when_the_broker_restarts(mosquitto: Mosquitto)
         await session.start()
         await until(lambda: len(delivered) >= 3, "live snapshots")
         await asyncio.to_thread(mosquitto.stop)
-        await until(lambda: server.link == "reconnecting", "the server to notice")
-        await until(lambda: session.status.link == "reconnecting", "the viewer to notice")
+        await until(lambda: server.link == "reconnecting", "the server to notice", timeout=20)
+        await until(lambda: session.status.link == "reconnecting", "the viewer to notice",
+                    timeout=20)
         refused = await session.send(Command("pause"))
         assert not refused.ok and "not connected" in refused.error
         # The run goes on without the broker, and nothing piles up for it.

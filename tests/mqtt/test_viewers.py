@@ -40,8 +40,11 @@ async def test_two_viewers_see_the_same_run_and_each_others_faults(
             # alice kills a container with its key; bob sees it, named, in his event log.
             await select(a, "app-2", "container")
             await a.press("d")
+            await until(lambda: any(c.origin == "remote:alice" for c, _ in local.sent),
+                        "alice's command at the server", timeout=20)
             await until(lambda: any(e.message == "alice sent kill_container on app-2"
-                                    for e in bob_app.events), "bob's event log to name alice")
+                                    for e in bob_app.events), "bob's event log to name alice",
+                        timeout=20)
             await until(lambda: any(e.kind == "fault" and "kill_container on app-2" in e.message
                                     for e in bob_app.events), "the fault in bob's event log")
 
