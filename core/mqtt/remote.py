@@ -341,8 +341,8 @@ class RemoteSession:
                     time=snap.time, severity="warning", component="link", kind="gap",
                     message=f"missed {missed} snapshot{'s' if missed > 1 else ''} "
                             f"({last + 1}-{snap.seq - 1})",
-                    why="the link to the broker dropped them; resynchronised from the "
-                        "newest snapshot (events in between are not shown)"),
+                    why="the link was down or slow; carried on from the newest snapshot "
+                        "(events of the missed ones may not be shown)"),
                     *snap.events))
         self._last_seq = snap.seq
         self._received = snap

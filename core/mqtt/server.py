@@ -105,6 +105,8 @@ class ServerOptions:
     the event loop: a long one would freeze every viewer)."""
     max_replies: int = 2_000
     """Replies waiting for the link; past it, taking commands waits (the broker holds them)."""
+    max_snapshots: int = 16
+    """Snapshots waiting for the link; past it they are merged (see ``_queue_snapshot``)."""
     max_events: int = 1_000
     """Events waiting for the link; past it the oldest are dropped (and counted)."""
     max_incoming: int = 10_000
@@ -173,7 +175,8 @@ class MqttServer:
         self.birth = 0
         """Connections made so far; the ``status`` topic's birth number."""
         self.link = "connecting"
-        self.counts: dict[str, int] = {"snapshots": 0, "applied": 0, "refused": 0,
+        self.counts: dict[str, int] = {"snapshots": 0, "coalesced": 0, "applied": 0,
+                                       "refused": 0,
                                        "queries": 0, "events_dropped": 0, "publish_errors": 0}
         """What the server has done, for logs, tests and benchmarks."""
         engine = session.engine
@@ -193,7 +196,8 @@ class MqttServer:
         self._room = asyncio.Event()
         self._room.set()
         # What waits for the link: latest-wins slots and bounded queues.
-        self._snapshot: bytes | None = None
+        self._snapshots: deque[tuple[Snapshot, bytes]] = deque()
+        """Snapshots waiting for the link, with their encoding."""
         self._driver: DriverStatus | None = None
         self._events: deque[Event] = deque(maxlen=options.max_events)
         self._replies: deque[Reply] = deque()
@@ -326,7 +330,7 @@ class MqttServer:
     def _on_snapshot(self, snap: Snapshot) -> None:
         """From the session, on every snapshot: fill the slots and queues, wake the sender."""
         payload = encode(snap)
-        self._snapshot = payload
+        self._queue_snapshot(snap, payload)
         self._driver = replace(self.session.status, control=self.options.allow_control)
         overflow = len(self._events) + len(snap.events) - self.options.max_events
         if overflow > 0:
@@ -334,6 +338,19 @@ class MqttServer:
         self._events.extend(snap.events)
         self._keep(snap, payload)
         self._wake.set()
+
+    def _queue_snapshot(self, snap: Snapshot, payload: bytes) -> None:
+        """Queue ``snap`` for publication. Past ``max_snapshots`` waiting (a slow or lost link)
+        the newest waiting one is replaced by ``snap`` carrying its events too: viewers see a
+        jump in ``seq``, but no event goes missing (up to ``history_events`` of them)."""
+        queue = self._snapshots
+        if len(queue) >= self.options.max_snapshots:
+            waiting, _ = queue.pop()
+            self.counts["coalesced"] += 1
+            events = (*waiting.events, *snap.events)[-self.options.history_events:]
+            snap = replace(snap, events=events)
+            payload = encode(snap)
+        queue.append((snap, payload))
 
     def _keep(self, snap: Snapshot, payload: bytes) -> None:
         """Add ``snap`` to the history if a simulated second has passed since the last kept;
@@ -381,9 +398,10 @@ class MqttServer:
             self._room.set()
             while self._events:
                 await self._publish_many(client, topics.events, "events", self._events)
-            payload, self._snapshot = self._snapshot, None
-            if payload is not None:
+            while self._snapshots:
+                _, payload = self._snapshots[0]
                 await self._publish(client, topics.snapshot, payload, "snapshot", retain=True)
+                self._snapshots.popleft()
                 self.counts["snapshots"] += 1
             driver, self._driver = self._driver, None
             if driver is not None:
