@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stackyard.cli import recorder as recording
 from stackyard.cli.main import PROG, UsageError, _seed, _speed, version
 from stackyard.core.mqtt import (
     DEFAULT_BROKER,
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
                        "speed up the shared clock (default: read-only)")
     serve.add_argument("--speed", type=_speed, default=1.0, help="simulation speed, 0.25-100")
     serve.add_argument("--seed", type=_seed, help="random seed (default: the scenario's)")
+    recording.add_record_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
     attach = sub.add_parser("attach", help="open the app on a run that 'stackyard serve' "
@@ -116,9 +118,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_run_id(run_id)
     except MqttBridgeError as exc:
         raise UsageError(str(exc)) from None
-    run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled)
+    run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled,
+                   record=recording.recorder(args, args.scenario))
     _logging()
-    return asyncio.run(_serve(run, broker, run_id, args))
+    code = asyncio.run(_serve(run, broker, run_id, args))
+    recording.check_recorded(run)
+    return code
 
 
 async def _serve(run: Any, broker: BrokerConfig | None, run_id: str,

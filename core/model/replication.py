@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from stackyard.core.config import DatabaseConfig
 from stackyard.core.kernel import Handle, Kernel
+from stackyard.core.model.events import Emit
 
 from .wal import Branch, common, record, records
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from .database import DbNode, Op, StorageSink, Write
     from .network import Link
 
-Emit = Callable[[str, str, str, str, str], None]
 
 
 class Shipment:

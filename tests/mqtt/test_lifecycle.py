@@ -221,3 +221,37 @@ async def test_attach_without_a_run_says_so(mosquitto: Mosquitto) -> None:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         code, _, err = await finish(proc)
         assert code == 2 and err.count("\n") == 1 and expected in err, err
+
+
+async def test_serve_records_the_run_with_remote_commands(mosquitto: Mosquitto,
+                                                          tmp_path: Path) -> None:
+    """``serve --record``: the file holds the run and what viewers sent, and re-simulates
+    exactly."""
+    record = tmp_path / "served.db"
+    proc = await start_serve("default", "--broker", mosquitto.url, "--run-id", "rec",
+                             "--allow-control", "--speed", "4", "--record", str(record))
+    try:
+        await read_line(proc, "attach with: ")
+        async with RemoteSession(mosquitto.config, "rec", viewer="zoe") as session:
+            await session.start()
+            await until(lambda: session.latest is not None and session.latest.time > 2,
+                        "the run to advance")
+            reply = await session.send(Command("cpu_hog", "app-1"))
+            assert reply.ok, reply.error
+            await until(lambda: session.latest is not None and session.latest.time > 6,
+                        "the run to go on")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code, _, err = await finish(proc)
+    assert code == 0, err
+    rerun = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stackyard.cli", "rerun", str(record),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, errs = await asyncio.wait_for(rerun.communicate(), 120)
+    assert rerun.returncode == 0, errs.decode()
+    assert "identical" in out.decode() and "1 commands" in out.decode()
+    from stackyard.core.recording import Recording
+
+    with Recording.open(record) as recording:
+        (command,) = [c for _, c in recording.commands()]
+    assert (command.kind, command.target, command.origin) == ("cpu_hog", "app-1", "remote:zoe")
