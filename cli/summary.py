@@ -6,12 +6,12 @@ from stackyard.core.protocol import ActionInfo, ParamInfo, RunSummary
 
 
 def seconds(x: float) -> str:
-    """Simulated seconds as 12.5s, 3m05s or 1h02m."""
+    """Simulated seconds as 12.5s, 30s, 3m05s, 5m, 1h02m or 2h."""
     if x >= 3600:
-        return f"{int(x // 3600)}h{int(x % 3600 // 60):02d}m"
+        return f"{int(x // 3600)}h{int(x % 3600 // 60):02d}m".removesuffix("00m")
     if x >= 60:
-        return f"{int(x // 60)}m{int(x % 60):02d}s"
-    return f"{x:.1f}s"
+        return f"{int(x // 60)}m{int(x % 60):02d}s".removesuffix("00s")
+    return f"{x:g}s" if float(x).is_integer() else f"{x:.1f}s"
 
 
 def _ms(x: float) -> str:
@@ -29,7 +29,7 @@ def plural(n: int, word: str, words: str = "") -> str:
 
 def format_summary(s: RunSummary) -> str:
     """The summary as aligned ``label  figures`` lines."""
-    req, lat, cdn, a, lb, slo = s.requests, s.latency, s.cdn, s.autoscaler, s.balancer, s.slo
+    req, lat, cdn, a, lb = s.requests, s.latency, s.cdn, s.autoscaler, s.balancer
     rows = [
         ("scenario", f"{s.scenario} (seed {s.seed})"),
         *([("lesson", s.lesson)] if s.lesson else []),
@@ -48,8 +48,7 @@ def format_summary(s: RunSummary) -> str:
         ("balancer", f"{lb.algorithm}; {plural(lb.ejections, 'ejection')}, "
                      f"{plural(lb.health_changes, 'health change')}, "
                      f"{plural(lb.retries, 'retry', 'retries')}"),
-        ("slo", f"target {_pct(slo.target)}, good {_pct(slo.good_ratio)}, "
-                f"error budget left {_pct(slo.budget_remaining)}"),
+        ("slo", _slo(s)),
     ]
     db = s.database
     if db is not None:
@@ -75,6 +74,27 @@ def format_summary(s: RunSummary) -> str:
     rows.append(("faults", "; ".join(s.faults) if s.faults else "none"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def burn(x: float) -> str:
+    """A burn rate: 0.4x, 12x, >999x."""
+    if x >= 999.5:
+        return ">999x"
+    return f"{x:.1f}x" if x < 10 else f"{x:.0f}x"
+
+
+def _budget(left: float, rate: float) -> str:
+    return "budget spent" if left <= 0 and rate > 0 else f"{_pct(left)} of budget left"
+
+
+def _slo(s: RunSummary) -> str:
+    slo = s.slo
+    return (f"target {_pct(slo.target)} within {seconds(slo.latency)}; "
+            f"run: good {_pct(slo.good_ratio)}, burn {burn(slo.burn_rate)}, "
+            f"{_budget(slo.budget_remaining, slo.burn_rate)}; "
+            f"last {seconds(slo.window)}: good {_pct(slo.window_good_ratio)}, "
+            f"burn {burn(slo.window_burn_rate)}, "
+            f"{_budget(slo.window_budget_remaining, slo.window_burn_rate)}")
 
 
 def _errors(s: RunSummary) -> str:

@@ -171,6 +171,9 @@ class Action:
     claims: Callable[[Any, str], frozenset[str]] | None = None
     """What a reversible fault takes over on ``target``: two active faults may not claim the
     same thing, since each restores what it replaced (None: the kind and target)."""
+    healed: Callable[[Any, str], bool] | None = None
+    """For a fault that heals on its own (a kill): whether ``target`` has recovered, so a
+    viewer counts the fault until then (None: it is over once applied, e.g. a purge)."""
 
     @property
     def reversible(self) -> bool:

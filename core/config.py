@@ -381,6 +381,8 @@ class SloConfig:
     target: float = num(0.999, min=0.0, max=1.0)
     """Fraction of requests that must be good (succeeded within ``latency``)."""
     latency: float = dur(1.0, min=0.0)
+    window: float = dur(300.0, min=1.0, max=30 * 86400.0)
+    """The rolling window the error budget and its burn rate are judged over."""
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,8 @@ def _set_replicas(engine: Engine, target: str, p: dict[str, Scalar]) -> str:
     if not 0 <= n <= most:
         raise CommandError(f"set_replicas.n: expected 0..{most} (what {cluster.cfg.vm.max} "
                            f"VMs hold), got {n}")
-    cluster.set_replicas(n)
     engine.emit("info", "autoscaler", "replicas", f"replicas set to {n}", "set by the user")
+    cluster.set_replicas(n)
     return str(n)
 
 
@@ -134,9 +134,9 @@ def _set_replication(engine: Engine, target: str, p: dict[str, Scalar]) -> str:
     k = int(p["k"]) if "k" in p else db.k
     if not 1 <= k <= max(len(db.nodes) - 1, 1):
         raise CommandError(f"set_replication.k: expected 1..{len(db.nodes) - 1}, got {k}")
-    db.set_mode(mode, k)
     engine.emit("info", "database", "replication", f"replication: {mode}"
                 + (f" (k={k})" if mode != "async" else ""), "changed by the user")
+    db.set_mode(mode, k)
     return mode
 
 

@@ -60,6 +60,8 @@ class Engine:
         self.events: deque[Event] = deque(maxlen=2000)
         self.event_count = 0
         self.faults: dict[str, ActiveFault] = {}
+        self.recovering: dict[str, ActiveFault] = {}
+        """Faults that heal on their own (kills) whose target has not recovered yet."""
         self.fault_log: list[str] = []
         self.commands: list[tuple[float, Command]] = []
         self._fault_seq = 0
@@ -348,9 +350,19 @@ class Engine:
             self.faults[fault.id] = fault
             if fault.until is not None:
                 self.kernel.call_at(fault.until, self._expire_fault, fault.id)
+        elif action.healed is not None:
+            self.recovering[fault.id] = fault
         if self.experiment is not None:
             self.experiment.fault_injected(fault.id, now)
         return fault.id
+
+    def still_recovering(self) -> int:
+        """How many faults that heal on their own (kills) have a target not yet recovered."""
+        for fid, fault in list(self.recovering.items()):
+            healed = CATALOGUE[fault.kind].healed
+            if healed is None or healed(self.world, fault.target):
+                del self.recovering[fid]
+        return len(self.recovering)
 
     def _claims(self, action: Action, target: str) -> frozenset[str]:
         if action.claims is not None:

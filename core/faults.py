@@ -226,14 +226,14 @@ def _lb_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
 def _edge_down(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
     edge = w.find("edge", target)
     assert isinstance(edge, Edge)
-    edge.fail(w.kernel.now)
+    w.fail_edge(edge)
     return f"its clients fail until DNS sends them elsewhere ({w.dns_failover:g} s)"
 
 
 def _edge_clear(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> None:
     edge = w.find("edge", target)
     assert isinstance(edge, Edge)
-    edge.recover()
+    w.recover_edge(edge)
 
 
 def _purge(w: World, target: str, p: dict[str, Any], f: ActiveFault) -> str:
@@ -374,24 +374,51 @@ def _stacks(w: World, target: str) -> frozenset[str]:
 # -- the catalogue ---------------------------------------------------------------------------
 
 
+# -- when a fault that heals on its own is over ----------------------------------------------
+
+
+def _container_back(w: World, target: str) -> bool:
+    c = w.cluster.containers.get(target)
+    return c is None or c.state in ("running", "terminated")
+
+
+def _vm_back(w: World, target: str) -> bool:
+    vm = w.cluster.vms.get(target)
+    return vm is None or vm.state in ("ready", "terminated")
+
+
+def _host_back(w: World, target: str) -> bool:
+    host = w.find("host", target)
+    return not isinstance(host, Host) or (host.up and all(v.state == "ready" for v in host.vms))
+
+
+def _db_back(w: World, target: str) -> bool:
+    node = w.db.nodes.get(target) if w.db is not None else None
+    return node is None or (node.up and not node.state)
+
+
 def _fault(name: str, targets: tuple[Any, ...], description: str, inject: Any,
            clear: Any = None, params: tuple[Param, ...] = (), keys: tuple[Key, ...] = (),
-           default: str = "", claims: Any = None, phrase: str = "") -> Action:
+           default: str = "", claims: Any = None, phrase: str = "",
+           healed: Any = None) -> Action:
     if clear is not None:
         params = (*params, DURATION)
     return Action(name, "fault", description, inject, targets=targets,
                   target_optional=bool(default), params=params, keys=keys, clear=clear,
-                  claims=claims, phrase=phrase, default_target=default)
+                  claims=claims, phrase=phrase, default_target=default, healed=healed)
 
 
 FAULTS: dict[str, Action] = {
     a.name: a
     for a in (
         _fault("kill_container", ("container",), "kill a container's process",
-               _kill_container, keys=(Key("d", "kill", "node"),)),
+               _kill_container, healed=_container_back,
+               keys=(Key("d", "kill", "node"),)),
         _fault("kill_vm", ("vm",), "kill a VM and everything on it", _kill_vm,
+               healed=_vm_back,
                keys=(Key("d", "kill", "node"),)),
         _fault("kill_host", ("host",), "power off a physical host", _kill_host,
+               healed=_host_back,
                keys=(Key("d", "kill", "node"),)),
         _fault("crash_loop", ("container",), "the container exits soon after every start",
                _crash_loop, _crash_loop_clear,
@@ -449,7 +476,7 @@ FAULTS: dict[str, Action] = {
                _region_down, _region_clear, keys=(Key("O", "region out", "global"),),
                claims=_region_claim),
         _fault("kill_db", ("db",), "kill a database node (default: the primary)", _kill_db,
-               default="on the primary",
+               default="on the primary", healed=_db_back,
                keys=(Key("d", "kill", "node"), Key("D", "kill primary", "global"))),
         _fault("db_partition", ("db",), "cut a database node from its peers and the lease "
                "store (the application still reaches it)", _db_partition, _db_partition_clear,

@@ -374,23 +374,58 @@ class Meter:
 
 
 class SloBudget:
-    """An availability-and-latency SLO: a request is good if it succeeded within ``latency``."""
+    """An availability-and-latency SLO: a request is good if it succeeded within ``latency``.
 
-    __slots__ = ("good", "latency", "target", "total")
+    Counts the whole run (``good`` and ``total``, which the request path may bump directly),
+    and the last ``window`` seconds in ``BUCKETS`` time buckets, so an early incident stops
+    weighing on the present once it leaves the window (SRE practice judges a service on a
+    rolling window and alerts on how fast the budget burns). The buckets are filled from the
+    run's counters when time moves on (:meth:`roll`), so counting a request costs nothing more.
+    """
 
-    def __init__(self, target: float, latency: float) -> None:
+    __slots__ = ("_bad", "_mark_bad", "_mark_total", "_stamp", "_tick", "_total", "good",
+                 "latency", "target", "total", "width", "window")
+
+    BUCKETS = 300
+
+    def __init__(self, target: float, latency: float, window: float = 300.0) -> None:
         if not 0.0 <= target <= 1.0:
             raise ValueError(f"SloBudget: target must be within [0, 1], got {target!r}")
+        if not (math.isfinite(window) and window > 0.0):
+            raise ValueError(f"SloBudget: window must be > 0 seconds, got {window!r}")
         self.target = target
         self.latency = latency
+        self.window = window
+        self.width = window / self.BUCKETS
         self.good = 0
         self.total = 0
+        self._stamp = [-1] * self.BUCKETS
+        self._total = [0] * self.BUCKETS
+        self._bad = [0] * self.BUCKETS
+        self._tick = 0
+        self._mark_total = 0
+        self._mark_bad = 0
 
-    def record(self, ok: bool, latency: float) -> None:
-        """Count one request."""
+    def record(self, ok: bool, latency: float, now: float = 0.0) -> None:
+        """Count one request that finished at simulated time ``now``."""
+        self.roll(now)
         self.total += 1
         if ok and latency <= self.latency:
             self.good += 1
+
+    def roll(self, now: float) -> None:
+        """Close the bucket in progress if ``now`` is past it (call at least once a bucket)."""
+        tick = int(now / self.width)
+        if tick <= self._tick:
+            return
+        i = self._tick % self.BUCKETS
+        bad = self.total - self.good
+        self._stamp[i] = self._tick
+        self._total[i] = self.total - self._mark_total
+        self._bad[i] = bad - self._mark_bad
+        self._tick = tick
+        self._mark_total = self.total
+        self._mark_bad = bad
 
     @property
     def bad(self) -> int:
@@ -398,23 +433,49 @@ class SloBudget:
 
     @property
     def good_ratio(self) -> float:
-        """Fraction of good requests (1 when none yet)."""
+        """Fraction of good requests over the run (1 when none yet)."""
         return self.good / self.total if self.total else 1.0
 
     @property
     def budget_remaining(self) -> float:
-        """Share of the error budget left: 1 untouched, 0 spent, negative when overspent."""
-        bad = self.total - self.good
-        if self.total == 0:
-            return 1.0
-        allowed = self.total * (1.0 - self.target)
+        """Share of the run's error budget left: 1 untouched, 0 spent, negative when overspent."""
+        burn = self.burn(self.bad, self.total)
+        return 0.0 if math.isinf(burn) else 1.0 - burn
+
+    def burn(self, bad: int, total: int) -> float:
+        """Burn rate of ``bad`` out of ``total``: the error rate as a multiple of the rate the
+        target allows (1: the budget lasts exactly the window; 0 with no requests)."""
+        if total == 0 or bad == 0:
+            return 0.0
+        allowed = 1.0 - self.target
         if allowed <= 0.0:
-            return 0.0 if bad else 1.0
-        return 1.0 - bad / allowed
+            return math.inf
+        return bad / total / allowed
+
+    def recent(self, now: float) -> tuple[int, int]:
+        """(bad, total) over the last ``window`` seconds up to ``now``."""
+        self.roll(now)
+        oldest = self._tick - self.BUCKETS + 1
+        bad = self.total - self.good - self._mark_bad
+        total = self.total - self._mark_total
+        for stamp, t, b in zip(self._stamp, self._total, self._bad, strict=True):
+            if stamp >= oldest:
+                total += t
+                bad += b
+        return bad, total
+
+    def window_good_ratio(self, now: float) -> float:
+        bad, total = self.recent(now)
+        return 1.0 - bad / total if total else 1.0
+
+    def window_burn(self, now: float) -> float:
+        return self.burn(*self.recent(now))
 
     def reset(self) -> None:
         self.good = 0
         self.total = 0
+        self._stamp = [-1] * self.BUCKETS
+        self._mark_total = self._mark_bad = 0
 
 
 def erlang_c(c: int, lam: float, mu: float) -> float:

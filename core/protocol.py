@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
 import msgspec
@@ -250,6 +251,12 @@ class NodeState(Record, tag_field="kind", frozen=True, kw_only=True):
         """Every numeric field by name, for charts and one-value-per-topic consumers."""
         return self.numbers()
 
+    @classmethod
+    def states(cls) -> tuple[str, ...]:
+        """The closed set of states a node of this kind can be in."""
+        hint = typing.get_type_hints(cls).get("state")
+        return tuple(str(a) for a in typing.get_args(hint))
+
 
 class EdgeNode(NodeState, tag="edge", frozen=True, kw_only=True):
     """A CDN edge."""
@@ -368,13 +375,24 @@ class Kpis(Record, frozen=True, kw_only=True):
     p99: float = 0.0
     error_rate: float = 0.0
     slo_good: float = 1.0
+    """Fraction of good requests over the SLO's rolling window (``slo_window`` seconds)."""
     slo_budget: float = 1.0
+    """Share of the window's error budget left, 0..1 (0: spent)."""
+    slo_burn: float = 0.0
+    """How fast the window spends its budget: the error rate as a multiple of what the
+    target allows (1: exactly sustainable; above 1 the budget runs out)."""
+    slo_window: float = 300.0
+    """Seconds of the rolling window."""
     cdn_hit_ratio: float = 0.0
     arrived: int = 0
     completed: int = 0
     failed: int = 0
     in_flight: int = 0
     active_faults: int = 0
+    """Reversible faults in force (``Snapshot.faults``)."""
+    recovering: int = 0
+    """Faults that heal on their own (kills) whose target has not recovered yet: with
+    ``active_faults``, the faults a user is living with."""
 
 
 class FaultState(Record, frozen=True, kw_only=True):
@@ -563,9 +581,23 @@ class BalancerSummary(Record, frozen=True, kw_only=True):
 
 
 class SloSummary(Record, frozen=True, kw_only=True):
+    """The SLO over the whole run and over its last rolling window."""
+
     target: float = 0.0
+    latency: float = 0.0
+    """A request is good when it succeeds within this many seconds."""
+    window: float = 300.0
     good_ratio: float = 1.0
+    """Over the whole run."""
     budget_remaining: float = 1.0
+    """Share of the whole run's error budget left, 0..1 (0: spent; ``burn_rate`` says by how
+    much)."""
+    burn_rate: float = 0.0
+    """The whole run's error rate as a multiple of what the target allows."""
+    window_good_ratio: float = 1.0
+    window_budget_remaining: float = 1.0
+    window_burn_rate: float = 0.0
+    """The same three figures over the last ``window`` seconds."""
 
 
 class StorageSummary(Record, frozen=True, kw_only=True):

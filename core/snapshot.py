@@ -48,7 +48,12 @@ def _trend(values: list[float]) -> tuple[float, ...]:
     return tuple(_r(v) for v in values)
 
 
-def kpis(world: World, active_faults: int) -> Kpis:
+def _budget(burn: float) -> float:
+    """The share of an error budget left after burning at ``burn``, within 0..1."""
+    return min(max(1.0 - burn, 0.0), 1.0)
+
+
+def kpis(world: World, active_faults: int, recovering: int = 0) -> Kpis:
     now = world.kernel.now
     p50, p95, p99 = world.recent.quantiles(now, (0.5, 0.95, 0.99))
     done = world.done.series.rate(now, 5)
@@ -61,14 +66,17 @@ def kpis(world: World, active_faults: int) -> Kpis:
         p95=_r(p95),
         p99=_r(p99),
         error_rate=_r(errs / (done + errs) if done + errs else 0.0),
-        slo_good=_r(world.slo.good_ratio),
-        slo_budget=_r(world.slo.budget_remaining),
+        slo_good=_r(world.slo.window_good_ratio(now)),
+        slo_budget=_r(_budget(world.slo.window_burn(now))),
+        slo_burn=_r(world.slo.window_burn(now)),
+        slo_window=_r(world.slo.window),
         cdn_hit_ratio=_r(hits / lookups if lookups else 0.0),
         arrived=world.arrived,
         completed=world.completed,
         failed=world.failed,
         in_flight=world.in_flight,
         active_faults=active_faults,
+        recovering=recovering,
     )
 
 
@@ -231,7 +239,7 @@ def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
         seq=seq,
         scenario=engine.scenario.run.name,
         seed=engine.seed,
-        kpis=kpis(world, len(engine.faults)),
+        kpis=kpis(world, len(engine.faults), engine.still_recovering()),
         nodes=tuple(nodes(world)),
         events=events,
         faults=tuple(f.state() for f in engine.faults.values()),
@@ -314,8 +322,14 @@ def summary(engine: Engine) -> RunSummary:
         ),
         slo=SloSummary(
             target=world.slo.target,
+            latency=_r(world.slo.latency),
+            window=_r(world.slo.window),
             good_ratio=_r(world.slo.good_ratio),
-            budget_remaining=_r(world.slo.budget_remaining),
+            budget_remaining=_r(_budget(world.slo.burn(world.slo.bad, world.slo.total))),
+            burn_rate=_r(world.slo.burn(world.slo.bad, world.slo.total)),
+            window_good_ratio=_r(world.slo.window_good_ratio(now)),
+            window_budget_remaining=_r(_budget(world.slo.window_burn(now))),
+            window_burn_rate=_r(world.slo.window_burn(now)),
         ),
         database=database_info(world),
         faults=tuple(engine.fault_log),

@@ -441,9 +441,11 @@ class Container:
         self.state = DRAINING
         self.cluster.changed(self)
         self.kernel.cancel(self._timer)
-        self._timer = self.kernel.call_later(
-            self.cluster.balancer_drain_timeout(), self._drain_timeout
-        )
+        limit = self.cluster.balancer_drain_timeout()
+        self._timer = self.kernel.call_later(limit, self._drain_timeout)
+        self.cluster.emit("info", self.id, "draining", f"{self.id} draining",
+                          f"scaled in: it finishes its {self.busy} request(s) in progress "
+                          f"(at most {limit:g} s), then stops")
 
     def _drain_timeout(self, _: object) -> None:
         self._timer = None
@@ -714,6 +716,8 @@ class Cluster:
     def terminate(self, c: Container, why: str) -> None:
         if c.state == TERMINATED:
             return
+        # Logged first: the failures and ejections its stop causes follow from it.
+        self.emit("info", c.id, "container_gone", f"{c.id} terminated", why)
         c.stop("conn_reset")
         if c.vm is not None and c in c.vm.containers:
             c.vm.containers.remove(c)
@@ -722,7 +726,6 @@ class Cluster:
         self.containers.pop(c.id, None)
         if self.balancer is not None:
             self.balancer.remove(c.id)
-        self.emit("info", c.id, "container_gone", f"{c.id} terminated", why)
 
     # -- faults on the fleet ----------------------------------------------------------------
 
@@ -730,10 +733,10 @@ class Cluster:
         if vm.state == "down":
             return
         vm.state = "down"
+        self.emit("error", vm.id, "vm_down", f"{vm.id} down", why)
         for c in list(vm.containers):
             self.terminate(c, f"its VM {vm.id} went down")
         vm.load = 0.0
-        self.emit("error", vm.id, "vm_down", f"{vm.id} down", why)
         if reboot and vm.host.up:
             self.kernel.call_later(0.0, self._reboot_vm, vm)
         self.reconcile()

@@ -64,6 +64,9 @@ class Failover:
                 if now < tier.lease_expiry or not self.promoting:
                     if n.state == "fenced":
                         n.state = ""
+                        self.emit("info", n.id, "unfenced", f"{n.id} is primary again",
+                                  "it reaches the lease store again and renewed its lease; "
+                                  "no replica was promoted meanwhile")
                     tier.lease_expiry = now + self.cfg.ttl
                     tier.optime = n.end
                     n.last_renew = now
@@ -91,6 +94,7 @@ class Failover:
         n.fence_handle = None
         if n.role != "primary" or not n.up or self.reaches_store(n):
             return
+        self._note_expired()  # the cause, logged before the demotion it brings
         n.state = "fenced"
         self.tier.abort_node(n, "db_read_only")
         why = "it could not renew its leader lease"
@@ -100,12 +104,17 @@ class Failover:
 
     # -- election ---------------------------------------------------------------------------
 
-    def _elect(self, now: float) -> None:
+    def _note_expired(self) -> None:
+        """Log the lease's expiry once per lapse (by the lease store's clock)."""
         tier = self.tier
-        if not self._expired_noted:
+        if not self._expired_noted and self.kernel.now >= tier.lease_expiry:
             self._expired_noted = True
             self.emit("warning", tier.leader, "lease_expired", "leader lease expired",
                       f"{tier.leader} did not renew it for {self.cfg.ttl:g} s")
+
+    def _elect(self, now: float) -> None:
+        tier = self.tier
+        self._note_expired()
         candidates = []
         reasons = []
         for r in tier.nodes.values():
@@ -261,9 +270,7 @@ class Failover:
 
     def set_partition(self, n: DbNode, scope: str) -> None:
         n.partition = scope
-        if not scope and n.state == "fenced":
-            n.state = ""
-        self.tick()
+        self.tick()  # a fenced primary that reaches the store again resumes in its own loop
 
     def switchover(self, target: DbNode | None) -> DbNode:
         """Graceful handover: the primary stops writes, the target catches up, then takes over."""

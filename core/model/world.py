@@ -91,7 +91,7 @@ class World:
         self.done = Meter()
         self.errors_meter = Meter()
         self.p99_series = Series()
-        self.slo = SloBudget(scenario.slo.target, scenario.slo.latency)
+        self.slo = SloBudget(scenario.slo.target, scenario.slo.latency, scenario.slo.window)
         for region in self.regions.values():
             region.start()
         kernel.call_later(1.0, self._second)
@@ -178,12 +178,48 @@ class World:
 
     def region_outage(self, region: str) -> None:
         """A region's edge and its uplink go dark."""
-        self.edge_of(region).fail(self.kernel.now)
+        self.fail_edge(self.edge_of(region))
         self.edge_links[region].cut()
 
     def region_recovers(self, region: str) -> None:
-        self.edge_of(region).recover()
+        self.recover_edge(self.edge_of(region))
         self.edge_links[region].heal()
+
+    # -- CDN edges and DNS ------------------------------------------------------------------
+
+    def fail_edge(self, edge: Edge) -> None:
+        """Take ``edge`` down; DNS moves its region's clients elsewhere after ``dns_failover``."""
+        if not edge.up:
+            return
+        edge.fail(self.kernel.now)
+        self.kernel.call_later(self.dns_failover, self._dns_moves, (edge, edge.down_since))
+
+    def recover_edge(self, edge: Edge) -> None:
+        """Bring ``edge`` back; clients DNS had sent elsewhere return to it."""
+        if edge.up:
+            return
+        moved = self.kernel.now - edge.down_since >= self.dns_failover
+        edge.recover()
+        if moved:
+            self.emit("info", edge.id, "dns_back",
+                      f"DNS sends {edge.region} clients back to {edge.id}",
+                      f"{edge.id} is up again: they stop paying the cross-region trip")
+
+    def _dns_moves(self, arg: tuple[Edge, float]) -> None:
+        edge, since = arg
+        if edge.up or edge.down_since != since:
+            return
+        region = edge.region
+        other = next((e for e in self.edges.values() if e.up), None)
+        if other is None:
+            self.emit("error", edge.id, "dns_nowhere", f"DNS has no edge for {region} clients",
+                      f"{edge.id} has been down {self.dns_failover:g} s and every other edge "
+                      "is down too")
+            return
+        self.emit("warning", edge.id, "dns_failover",
+                  f"DNS sends {region} clients to {other.id}",
+                  f"{edge.id} has been down {self.dns_failover:g} s; they pay about "
+                  f"{CROSS_REGION * 1000:g} ms more each way")
 
     # -- the request path -------------------------------------------------------------------
 
@@ -331,6 +367,7 @@ class World:
 
     def _second(self, _: object) -> None:
         now = self.kernel.now
+        self.slo.roll(now)
         self.p99_series.set(now - 1.0, self.recent.quantile(now, 0.99))
         self.arrivals.sample(now, self.arrived)
         self.done.sample(now, self.completed)

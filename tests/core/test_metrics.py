@@ -414,3 +414,22 @@ def test_rolling_histogram_keeps_the_all_time_figures_too() -> None:
         assert total.quantile(q) == plain.quantile(q)
     with pytest.raises(ValueError, match="keep_total"):
         RollingHistogram(3).all_time()
+
+
+def test_slo_window_forgets_what_left_it() -> None:
+    slo = SloBudget(target=0.99, latency=1.0, window=300.0)
+    for i in range(100):
+        slo.record(i >= 10, 0.1, now=5.0)  # an early incident: 10 bad of 100
+    assert slo.window_burn(5.0) == pytest.approx(10.0)  # 10% errors, 1% allowed
+    assert slo.window_good_ratio(5.0) == pytest.approx(0.9)
+    for t in range(6, 400):
+        slo.record(True, 0.1, now=float(t))
+    assert slo.window_burn(399.0) == 0.0 and slo.window_good_ratio(399.0) == 1.0
+    assert slo.budget_remaining < 0  # the whole run still remembers it
+    assert slo.burn(0, 0) == 0.0
+
+
+def test_slo_window_bounds() -> None:
+    with pytest.raises(ValueError):
+        SloBudget(target=0.9, latency=1.0, window=0.0)
+    assert SloBudget(0.9, 1.0, window=1e6).width == pytest.approx(1e6 / SloBudget.BUCKETS)
