@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
@@ -22,7 +23,7 @@ from stackyard.core.config import ScenarioError
 from stackyard.core.engine import Engine
 from stackyard.core.protocol import RunSummary, encode
 from stackyard.core.run import Run, StorageError, open_run
-from stackyard.core.scenario import builtin_names, parse_duration, resolve
+from stackyard.core.scenario import builtin_names, parse_duration, parse_toml, read_file, resolve
 
 PROG = "stackyard"
 USAGE_ERROR = 2
@@ -153,7 +154,9 @@ def _command_parser() -> _Parser:
 
     run = sub.add_parser("run", help="run a scenario headless and print a summary")
     run.add_argument("scenario", metavar="SCENARIO|FILE", help="built-in name or TOML file")
-    run.add_argument("--duration", type=_duration, help="simulated time, e.g. 30s, 10m, 1h")
+    run.add_argument("--duration", type=_duration,
+                     help="simulated time, e.g. 30s, 10m, 1h (default: the scenario's "
+                          "run.duration; 10m for default)")
     run.add_argument("--seed", type=_seed, help="random seed (default: the scenario's)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument(
@@ -172,7 +175,16 @@ def _command_parser() -> _Parser:
     run.set_defaults(handler=_cmd_run)
     experiments.add_run_options(run)
 
-    validate = sub.add_parser("validate", help="check scenario files and report every problem")
+    learn = sub.add_parser("learn", help="guided lessons: list them, or open one in the app",
+                           description="Guided lessons through every tier. Without LESSON, "
+                                       "list them; with one, open the app on it.")
+    learn.add_argument("lesson", nargs="?", metavar="LESSON|FILE",
+                       help="a lesson's name (see the list) or a lesson file")
+    _view_options(learn)
+    learn.set_defaults(handler=_cmd_learn)
+
+    validate = sub.add_parser("validate", help="check scenario and lesson files and report "
+                                               "every problem")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(handler=_cmd_validate)
 
@@ -192,8 +204,8 @@ def _command_parser() -> _Parser:
     return parser
 
 
-COMMANDS = ("run", "validate", "scenarios", "catalogue", "sweep", *recording.COMMANDS, "serve",
-            "attach")
+COMMANDS = ("run", "learn", "validate", "scenarios", "catalogue", "sweep", *recording.COMMANDS,
+            "serve", "attach")
 """First arguments that select a subcommand; anything else opens the TUI."""
 
 
@@ -205,22 +217,58 @@ def _tui_parser() -> _Parser:
         description="Open the TUI on a scenario (default: 'default').",
         epilog=f"commands: {', '.join(COMMANDS)} (see '{PROG} COMMAND --help')",
     )
-    parser.add_argument("scenario", nargs="?", default="default", metavar="SCENARIO|FILE")
+    parser.add_argument("scenario", nargs="?", default="default", metavar="SCENARIO|FILE",
+                        help="a built-in scenario (see 'stackyard scenarios') or a TOML file "
+                             "(default: default)")
     parser.add_argument("--seed", type=_seed, help="random seed (default: the scenario's)")
-    parser.add_argument("--speed", type=_speed, default=1.0, help="simulation speed, 0.25-100")
-    parser.add_argument("--theme", metavar="NAME", help="colour theme")
+    _view_options(parser)
     recording.add_record_option(parser)
     return parser
 
 
+def theme_names() -> list[str]:
+    """The built-in themes' short names (read from the package's files: no Textual import)."""
+    from importlib import resources
+
+    files = resources.files("stackyard.themes").iterdir()
+    return sorted((f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")),
+                  key=lambda n: (n != "dark", n))
+
+
+def _view_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--speed", type=_speed, default=1.0,
+                        help="simulated seconds per wall second, 0.25-100 (default: 1; "
+                             "+ and - change it in the app)")
+    parser.add_argument("--theme", metavar="NAME",
+                        help=f"colour theme: {', '.join(theme_names())} (default: dark), a "
+                             "file in ~/.config/stackyard/themes/, or any Textual theme; "
+                             "t cycles them in the app")
+
+
 # --- commands -----------------------------------------------------------------------------
+
+
+def _validate(name: str) -> None:
+    """Check one scenario or lesson file (a file with a [lesson] table is a lesson)."""
+    from stackyard.core.lesson import is_lesson, load_lesson
+
+    path = Path(name)
+    if path.suffix == ".toml" and path.is_file():
+        try:
+            data = parse_toml(read_file(path), name)
+        except (ScenarioError, OSError):
+            data = {}  # the scenario loader reports it
+        if is_lesson(data):
+            load_lesson(path)
+            return
+    Engine(resolve(name))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     for name in args.files:
         try:
-            Engine(resolve(name))
+            _validate(name)
         except ScenarioError as exc:
             failed = True
             for line in ScenarioError(exc.problems, name).lines():
@@ -239,6 +287,36 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         if run.lesson:
             print(f"{'':<{width}}  lesson: {run.lesson}")
     return 0
+
+
+def _cmd_learn(args: argparse.Namespace) -> int:
+    from stackyard.core.lesson import lesson_names, load_builtin, resolve_lesson
+
+    if args.lesson is None:
+        lessons = [load_builtin(n) for n in lesson_names()]
+        width = max(len(x.name) for x in lessons) + 2
+        for i, x in enumerate(lessons, 1):
+            print(f"{i:>2}. {x.name:<{width}}{x.title}")
+            for line in textwrap.wrap(x.summary, 76 - width):
+                print(" " * (4 + width) + line)
+        print(f"\nOpen one with '{PROG} learn NAME': each step asks for a key and waits for\n"
+              "the model to show its effect; the debrief quotes your run's own figures.")
+        return 0
+    lesson = resolve_lesson(args.lesson)
+    if args.theme is not None:
+        _check_theme(args.theme)
+    _need_terminal(f"try '{PROG} learn' to list the lessons")
+    from stackyard.tui.app import run_app
+
+    scenario = resolve(lesson.scenario)
+    run = open_run(scenario, seed=lesson.seed, storage=scenario.database.enabled)
+    with _draw_on_the_terminal():
+        return run_app(run.session(speed=args.speed), theme=args.theme, lesson=lesson)
+
+
+def _need_terminal(hint: str) -> None:
+    if not (sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())):
+        raise UsageError(f"the TUI needs a terminal (stdin and stdout or stderr a TTY); {hint}")
 
 
 def _cmd_catalogue(args: argparse.Namespace) -> int:
@@ -302,11 +380,7 @@ def _cmd_tui(argv: list[str]) -> int:
     scenario = resolve(args.scenario)
     if args.theme is not None:
         _check_theme(args.theme)
-    if not (sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())):
-        raise UsageError(
-            f"the TUI needs a terminal (stdin and stdout or stderr a TTY); "
-            f"try '{PROG} run {args.scenario}' for a headless run"
-        )
+    _need_terminal(f"try '{PROG} run {args.scenario}' for a headless run")
     from stackyard.tui.app import run_app
 
     run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled,

@@ -31,6 +31,7 @@ from stackyard.core.protocol import (
     QueryResult,
     Record,
     Reply,
+    RunSummary,
     Scalar,
     Snapshot,
     show,
@@ -242,6 +243,10 @@ class ReplaySession:
     async def query(self, node: str, sql: str) -> QueryResult:
         raise SessionError("a replay keeps no SQL data; 'stackyard rerun FILE --from T' forks "
                            "a live run that does")
+
+    async def summary(self) -> RunSummary:
+        raise SessionError("a replay keeps no run summary; 'stackyard rerun FILE' re-simulates "
+                           "the run and prints it")
 
     async def start(self) -> None:
         if self._task is None:

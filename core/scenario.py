@@ -213,11 +213,18 @@ def _unknown_scenario(name: str) -> str:
     return f"no such built-in scenario or file ({hint}built-ins: {', '.join(names)})"
 
 
-def _from_bytes(raw: bytes, source: str) -> Scenario:
+def read_file(path: Path) -> bytes:
+    """At most MAX_FILE + 1 bytes of a regular file (OSError for anything else)."""
+    return _read_file(path)
+
+
+def parse_toml(raw: bytes, source: str, what: str = "scenario") -> dict[str, Any]:
+    """``raw`` as TOML, refusing what is too big, binary, not UTF-8 or nested absurdly (a
+    ScenarioError of one line naming ``source``; ``what`` names the kind of file)."""
     if len(raw) > MAX_FILE:
-        raise ScenarioError([f"larger than {MAX_FILE // 1024} KiB; not a scenario"], source)
+        raise ScenarioError([f"larger than {MAX_FILE // 1024} KiB; not a {what}"], source)
     if b"\x00" in raw:
-        raise ScenarioError(["binary file, expected a UTF-8 TOML scenario"], source)
+        raise ScenarioError([f"binary file, expected a UTF-8 TOML {what}"], source)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -228,14 +235,18 @@ def _from_bytes(raw: bytes, source: str) -> Scenario:
     if long_key:
         line = text.count("\n", 0, long_key.start()) + 1
         raise ScenarioError([f"line {line}: a dotted key of more than {MAX_KEY_PARTS} parts "
-                             f"({_cut(long_key.group())}); scenario keys have at most five"],
+                             f"({_cut(long_key.group())}); {what} keys have at most five"],
                             source)
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"invalid TOML: {exc}"], source) from None
     except RecursionError:
         raise ScenarioError([f"invalid TOML: {_TOO_DEEP}"], source) from None
+
+
+def _from_bytes(raw: bytes, source: str) -> Scenario:
+    data = parse_toml(raw, source)
     if not data:
         raise ScenarioError(["empty scenario; expected TOML tables such as [traffic]"], source)
     return scenario_from_dict(data, source)

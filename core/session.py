@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Protocol
 
 from stackyard.core.catalogue import CATALOGUE, actions
 from stackyard.core.commands import CommandError
-from stackyard.core.protocol import ActionInfo, Command, DriverStatus, QueryResult, Reply, Snapshot
+from stackyard.core.protocol import (
+    ActionInfo,
+    Command,
+    DriverStatus,
+    QueryResult,
+    Reply,
+    RunSummary,
+    Snapshot,
+)
 from stackyard.core.realtime import RealtimeDriver
 
 if TYPE_CHECKING:
@@ -57,6 +65,10 @@ class Session(Protocol):
 
     async def query(self, node: str, sql: str) -> QueryResult:
         """Run a read-only query on a database node; raises SessionError with the reason."""
+        ...
+
+    async def summary(self) -> RunSummary:
+        """The run's figures so far (what ``stackyard run`` prints; lessons quote them)."""
         ...
 
     async def start(self) -> None: ...
@@ -152,6 +164,9 @@ class LocalSession:
             return await storage.query(node, sql)
         except QueryError as exc:
             raise SessionError(str(exc)) from exc
+
+    async def summary(self) -> RunSummary:
+        return self.run.summary()
 
     # -- driving ----------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from stackyard.core.protocol import (
     ProtocolError,
     QueryResult,
     Reply,
+    RunSummary,
     Snapshot,
     decode,
     encode,
@@ -153,6 +154,10 @@ class RemoteSession:
         if reply.ok and reply.query is not None:
             return reply.query
         raise SessionError(reply.error or "the server sent no result")
+
+    async def summary(self) -> RunSummary:
+        raise SessionError("a served run's summary is not published over MQTT; 'stackyard run' "
+                           "or a local 'stackyard learn' prints one")
 
     async def start(self) -> None:
         """Open (if not yet) and go live: subscribers get the history, then every snapshot."""
