@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,8 +21,11 @@ from textual.app import App
 from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
+from textual.widget import Widget
+from textual.widgets import Input, Select
 
-from stackyard.core.protocol import AnyNode, Command, Event, Reply, Snapshot
+from stackyard.core.lesson import Lesson, LessonRun
+from stackyard.core.protocol import AnyNode, Command, Reply, Snapshot
 from stackyard.core.session import Session
 from stackyard.tui import actions
 from stackyard.tui.history import History
@@ -34,6 +36,7 @@ from stackyard.tui.screens.help import HelpScreen
 from stackyard.tui.screens.main import MainScreen
 from stackyard.tui.screens.sql import SqlScreen
 from stackyard.tui.themes import DEFAULT, builtin_themes, resolve_name, user_themes
+from stackyard.tui.widgets.event_log import EventStore
 from stackyard.tui.widgets.header import KpiHeader
 from stackyard.tui.widgets.scrubber import Scrubber
 from stackyard.tui.widgets.tier_pane import TierPane
@@ -54,14 +57,18 @@ class PaletteEntry:
 VIEW_BINDINGS: list[BindingType] = [
     Binding("question_mark", "help", "help"),
     Binding("q", "quit", "quit"),
-    Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    Binding("ctrl+c", "interrupt", "quit", show=False, priority=True),
     Binding("t", "cycle_theme", "theme", show=False),
     Binding("s", "sql", "sql", show=False),
+    Binding("L", "toggle_lesson", "lesson/log"),
 ]
 """Keys of the viewer itself; the keys that send commands come from the catalogue."""
 
 RUN_ACTIONS = frozenset({"catalogue_key", "sql"})
 """Actions that act on the run: only from the main and detail screens."""
+SHORTCUTS = frozenset({"catalogue_key", "sql", "quit", "help", "cycle_theme", "filter",
+                       "toggle_lesson"})
+"""Actions of single keys: never while the user is typing (ctrl+c still quits)."""
 
 
 class StackyardApp(App[int]):
@@ -74,10 +81,14 @@ class StackyardApp(App[int]):
     NOTIFICATION_TIMEOUT = 4
 
     def __init__(self, session: Session, *, theme: str | None = None,
-                 theme_dir: Path | None = None, handle_signals: bool = False) -> None:
+                 theme_dir: Path | None = None, handle_signals: bool = False,
+                 lesson: Lesson | None = None) -> None:
         super().__init__()
         self.session = session
-        self.events: deque[Event] = deque(maxlen=1000)
+        self.lesson = LessonRun(lesson) if lesson is not None else None
+        """The lesson under way, if the app was opened on one."""
+        self.events = EventStore()
+        """Every event seen (bounded), for the event log."""
         self.history = History()
         self.last_pane: TierPane | None = None
         self.handle_signals = handle_signals
@@ -130,6 +141,8 @@ class StackyardApp(App[int]):
             self._take(latest)
         self._unsubscribe = self.session.subscribe(self._on_snapshot)
         await self.push_screen(MainScreen())
+        if self.lesson is not None:
+            self._lesson_moved()
         await self.session.start()
         self.set_interval(0.5, self._link_changes, name="link")
         if self.handle_signals:
@@ -157,8 +170,44 @@ class StackyardApp(App[int]):
             self.events.clear()
             self.history = History()
         self._time = snap.time
-        self.events.extend(snap.events)
+        self.events.add(snap.events)
         self.history.add(snap)
+        if self.lesson is not None and self.lesson.observe(snap):
+            self.call_next(self._lesson_moved)
+
+    # -- the lesson -------------------------------------------------------------------------
+
+    def _lesson_moved(self) -> None:
+        """A step began (select its node) or the last one ended (fetch the figures)."""
+        run = self.lesson
+        if run is None:
+            return
+        step = run.step
+        if step is None:
+            if not run.debrief:
+                self.run_worker(self._debrief(run), group="lesson", exclusive=True)
+        elif step.select:
+            main = self._main()
+            if main is not None:
+                main.select_node(step.select)
+        self._lesson_pane_update()
+
+    async def _debrief(self, run: LessonRun) -> None:
+        run.finish(await self.session.summary())
+        self._lesson_pane_update()
+
+    def _main(self) -> MainScreen | None:
+        return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+
+    def _lesson_pane_update(self) -> None:
+        main = self._main()
+        if main is not None:
+            main.lesson_changed()
+
+    def action_toggle_lesson(self) -> None:
+        main = self._main()
+        if main is not None and main is self.screen:
+            main.toggle_lesson()
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self._take(snap)
@@ -197,6 +246,20 @@ class StackyardApp(App[int]):
             self._key_signature = signature
             self.refresh_bindings()
 
+    def footer_rank(self, binding: Binding) -> int:
+        """How much a footer needs ``binding`` (lower first): the screen's way back and help,
+        quit, the keys that act on the selection, the catalogue's footer keys, the rest."""
+        action = binding.action
+        if action in ("help", "app.pop_screen", "app.help"):
+            return 0
+        if action in ("quit", "app.quit", "toggle_lesson"):
+            return 1
+        if action.startswith("catalogue_key("):
+            index = int(action.removeprefix("catalogue_key(").rstrip(")"))
+            bound = self.key_groups[index][2]
+            return 2 if any(b.key.scope == "node" for b in bound) else 3
+        return 4
+
     # -- where keys act ---------------------------------------------------------------------
 
     @property
@@ -217,9 +280,25 @@ class StackyardApp(App[int]):
                 return bound, command
         return None
 
+    @property
+    def typing(self) -> bool:
+        """Whether the focus is somewhere keys are text (an input, a drop-down list): then no
+        single key may act as a shortcut."""
+        widget = self.focused
+        while widget is not None:
+            if isinstance(widget, Input | Select):
+                return True
+            parent = widget.parent
+            widget = parent if isinstance(parent, Widget) else None
+        return isinstance(self.screen, SqlScreen)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in SHORTCUTS and self.typing:
+            return False
         if action in RUN_ACTIONS and not isinstance(self.screen, MainScreen | DetailScreen):
             return False
+        if action == "toggle_lesson":
+            return self.lesson is not None and isinstance(self.screen, MainScreen)
         if action == "catalogue_key":
             index = parameters[0]
             return isinstance(index, int) and self._command(index) is not None
@@ -273,6 +352,10 @@ class StackyardApp(App[int]):
             return
         node = self.node
         self.push_screen(SqlScreen(nodes, node.id if node is not None else nodes[0]))
+
+    def action_interrupt(self) -> None:
+        """ctrl+c: quit from anywhere, even while typing."""
+        self.exit()
 
     def action_cycle_theme(self) -> None:
         names = self.cycle or [self.theme]
@@ -337,8 +420,8 @@ async def _nothing() -> None:
     """An awaitable that does nothing (a refused pop)."""
 
 
-def run_app(session: Session, *, theme: str | None = None) -> int:
+def run_app(session: Session, *, theme: str | None = None, lesson: Lesson | None = None) -> int:
     """Run the app full-screen until the user quits; returns the exit status."""
-    app = StackyardApp(session, theme=theme, handle_signals=True)
+    app = StackyardApp(session, theme=theme, handle_signals=True, lesson=lesson)
     code = app.run()
     return code if isinstance(code, int) else (app.return_code or 0)

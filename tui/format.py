@@ -59,15 +59,34 @@ def sparkline(values: Sequence[float], width: int) -> str:
 
 
 def ms(seconds: float) -> str:
-    """Seconds as a short millisecond figure: 0.0631 -> '63ms', 1.5 -> '1.5s'."""
+    """A duration, one rule everywhere: 0.0631 -> '63ms', 0.0005 -> '0.5ms', 0 -> '0ms',
+    1.5 -> '1.5s', 42 -> '42s' (one decimal below 10 of a unit, none above)."""
     if not math.isfinite(seconds):
         return "-"
-    if seconds >= 10:
+    if seconds >= 9.95:
         return f"{seconds:.0f}s"
-    if seconds >= 1:
+    if seconds >= 0.99995:
         return f"{seconds:.1f}s"
     value = seconds * 1000
-    return f"{value:.1f}ms" if value < 10 else f"{value:.0f}ms"
+    if value < 9.95:
+        text = f"{value:.1f}"
+        return "0ms" if text in ("0.0", "-0.0") else f"{text}ms"
+    return f"{value:.0f}ms"
+
+
+def rate(per_second: float) -> str:
+    """A rate, one rule everywhere: one decimal below 10 (0.4, 7.5), whole above (71, 12k)."""
+    if not math.isfinite(per_second):
+        return "-"
+    if abs(per_second) < 9.95:
+        text = f"{per_second:.1f}"
+        return "0" if text in ("0.0", "-0.0") else text.removesuffix(".0")
+    return count(round(per_second))
+
+
+def plural(n: float, word: str, words: str = "") -> str:
+    """``1 vm``, ``2 vms``, ``1.2k rows`` (the count as :func:`count` writes it)."""
+    return f"{count(n)} {word if n == 1 else words or word + 's'}"
 
 
 def pct(fraction: float, digits: int = 0) -> str:
@@ -88,14 +107,17 @@ def count(value: float) -> str:
     return f"{value / 1_000_000:.1f}M"
 
 
-def clock(seconds: float) -> str:
-    """Simulated time as h:mm:ss.s or m:ss.s."""
+def clock(seconds: float, tenths: bool = True) -> str:
+    """Simulated time as h:mm:ss.s or m:ss.s (without the tenths: h:mm:ss or m:ss)."""
     seconds = max(0.0, seconds)
+    if not tenths:
+        seconds = float(int(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
+    sec = f"{s:04.1f}" if tenths else f"{int(s):02d}"
     if h:
-        return f"{int(h)}:{int(m):02d}:{s:04.1f}"
-    return f"{int(m)}:{s:04.1f}"
+        return f"{int(h)}:{int(m):02d}:{sec}"
+    return f"{int(m)}:{sec}"
 
 
 def speed(x: float) -> str:

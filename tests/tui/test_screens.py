@@ -21,7 +21,7 @@ async def test_sql_console_queries_the_selected_node_and_refuses_writes(
         await app.workers.wait_for_complete()
         await pilot.pause()
         text = screen_text(app)
-        assert "db-2: 1 rows in" in text and " n " in text
+        assert "db-2: 1 row in" in text and " n " in text
         await pilot.press("end", "ctrl+u")
         await pilot.press(*"DELETE FROM writes", "enter")
         await app.workers.wait_for_complete()

@@ -116,6 +116,7 @@ def test_wheel_ships_themes_scenarios_and_styles(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in ("themes/dark.toml", "themes/light.toml", "themes/high-contrast.toml",
                  "themes/ansi-16.toml", "core/scenarios/default.toml", "tui/app.tcss",
+                 "core/lessons/failover.toml", "core/lessons/request-path.toml",
                  "tui/screens/main.py", "tui/widgets/tier_pane.py", "core/realtime.py",
                  "cli/__init__.py"):
         assert f"stackyard/{path}" in names, path

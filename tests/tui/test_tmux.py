@@ -6,6 +6,7 @@ Waits poll ``capture-pane`` against a deadline; nothing sleeps a fixed time to s
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 
 def _up(screen: str) -> bool:
-    return all(w in screen for w in ("Network", "Application", "Database", "rps"))
+    return all(w in screen for w in ("Network", "Application", "Database", "req/s"))
 
 
 def test_keys_reach_the_engine_and_q_exits_cleanly(tmux: Tmux) -> None:
@@ -168,3 +169,134 @@ def test_a_redirected_stream_does_not_take_the_app_with_it(tmux: Tmux, redirect:
     tmux.wait(lambda s: "stackyard-exit=0" in s, "the shell after a clean exit")
     written = (tmux.cwd / redirect.lstrip("2>")).read_text()
     assert "\x1b" not in written and "Network" not in written, written[:200]
+
+
+# -- nothing cut mid-word at 80x24 -----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SEPARATORS = "│┃║╭╮╰╯┐┓┘┛┌┏└┗"
+NUMBERISH = re.compile(r"\d")
+
+
+def vocabulary() -> set[str]:
+    """Every word the program's own sources and data could put on screen, whole."""
+    words: set[str] = set()
+    files = [*ROOT.glob("core/**/*.py"), *ROOT.glob("core/**/*.toml"), *ROOT.glob("tui/**/*.py"),
+             *ROOT.glob("cli/**/*.py")]
+    for path in files:
+        for token in re.findall(r"[A-Za-z][\w'-]*", path.read_text()):
+            for w in {token, token.replace("_", "-"), *token.split("_")}:
+                words.add(w.lower().strip("'-"))
+    return words
+
+
+def _token(word: str) -> str:
+    return word.strip(".,;:()[]{}\"'“”▶·—?!*=<>─━●◐✖○^%-▁▂▃▄▅▆▇█")  # █: scrollbars
+
+
+def _whole(token: str, vocab: set[str]) -> bool:
+    if not any(ch.isalnum() for ch in token) or token.endswith("…") or NUMBERISH.search(token):
+        return True
+    if set(token) <= set("▁▂▃▄▅▆▇█▎▍▌▋▊▉ "):
+        return True
+    return all(part.lower() in vocab for part in re.split(r"[/+]", token) if part)
+
+
+KEY_WORDS = {"esc", "ctrl", "shift", "tab", "pgup", "pgdn", "enter", "space", "home", "end"}
+"""How the footer and help write keys (Textual's key display)."""
+
+
+def box_only(screen: str) -> tuple[str, tuple[int, int]]:
+    """The rows of the help box (a modal over the main screen) and its inner columns."""
+    lines = screen.splitlines()
+    top = next(i for i, line in enumerate(lines) if "╭" in line)
+    bottom = next(i for i, line in enumerate(lines) if "╰" in line)
+    return "\n".join(lines[top + 1: bottom]), (lines[top].index("╭") + 1, lines[top].index("╮"))
+
+
+def cut_words(screen: str, inside: tuple[int, int] | None, vocab: set[str]) -> list[str]:
+    """Cells of ``screen`` with a word that is not whole: not a word of the program's sources
+    and data, a number, an id or a text ending in an ellipsis (``client-e``, ``confl``,
+    ``qui``); ``inside`` limits the check to a column range (a modal box)."""
+    bad: list[str] = []
+    lines = screen.splitlines()
+    if lines and inside is None and "▏" in lines[-1]:  # a footer edge drawn over a label
+        bad.append(lines[-1])
+    for line in lines:
+        if inside is not None:
+            line = line[inside[0]: inside[1]]
+        for cell in re.split(f"[{SEPARATORS}]", line):
+            if any(not _whole(_token(word), vocab | KEY_WORDS) for word in cell.split()):
+                bad.append(cell)
+    return bad
+
+
+def test_nothing_is_cut_mid_word_at_80x24(tmux: Tmux) -> None:
+    vocab = vocabulary()
+    tmux.start("default", "--seed", "3", size=(80, 24))
+    tmux.wait(_up, "the three panes")
+    tmux.keys("d")  # events with long whys; a container in back-off
+    tmux.wait(lambda s: "kill_container" in s, "the fault")
+    tmux.keys("S")
+    tmux.wait(lambda s: "traffic_spike" in s, "the spike")
+    screens: dict[str, str] = {"main": tmux.screen()}
+    tmux.keys("Tab", "Tab", "Up", "Up")  # the event log: a selected event shows whole
+    screens["event log"] = tmux.wait(lambda s: "newer (end: newest)" in s, "the scrolled log")
+    tmux.keys("End", "Right")
+    tmux.keys("?")
+    helps = [tmux.wait(lambda s: "undo the last fault" in s, "the help")]
+    for _ in range(8):
+        tmux.keys("PageDown")
+        helps.append(tmux.screen())
+    tmux.keys("Escape")
+    tmux.wait(lambda s: "╭" not in s, "the help to close")
+    tmux.keys("Enter")
+    screens["detail"] = tmux.wait(lambda s: "keys:" in s, "a node's detail")
+    tmux.keys("Escape")
+    tmux.wait(_up, "the main screen")
+    tmux.keys("s")
+    tmux.wait(lambda s: "SQL console on" in s, "the SQL console")
+    tmux.keys("SELECT count(*) AS rows FROM writes", "Enter")
+    screens["sql"] = tmux.wait(lambda s: "row in" in s, "the query's result")
+    tmux.keys("Escape")
+    tmux.wait(_up, "the main screen")
+    tmux.keys("q")
+    assert tmux.wait_dead() == 0
+    problems = {name: cut_words(screen, None, vocab) for name, screen in screens.items()}
+    problems["help"] = [c for screen in helps for c in cut_words(*box_only(screen), vocab)]
+    assert not any(problems.values()), problems
+
+
+def test_a_lesson_at_80x24_cuts_nothing(tmux: Tmux) -> None:
+    vocab = vocabulary()
+    tmux.start("learn", "failover", size=(80, 24))
+    first = tmux.wait(lambda s: "Lesson step 1 of 4" in s, "the lesson pane")
+    tmux.keys("l")
+    second = tmux.wait(lambda s: "Lesson step 2 of 4" in s, "the next step")
+    tmux.keys("L")
+    log = tmux.wait(lambda s: "Events" in s, "the event log in the lesson's place")
+    tmux.keys("q")
+    assert tmux.wait_dead() == 0
+    problems = [c for s in (first, second, log) for c in cut_words(s, None, vocab)]
+    assert not problems, problems
+
+
+def test_the_event_log_scrolls_back_to_a_ten_minute_runs_first_event(tmux: Tmux) -> None:
+    tmux.start("default", "--seed", "3", "--speed", "100", size=(80, 24))
+    first = "0:00.0 · app-1 running"
+    tmux.wait(_up, "the three panes")
+    tmux.keys("S", "d")  # scaling, VM boots, a crash: plenty of events
+    end = time.monotonic() + 120
+    while not re.search(r"\b(1\d|[2-9]\d):\d\d\.\d", tmux.screen().splitlines()[0]):
+        assert time.monotonic() < end, f"no 10 minutes simulated in 120 s:\n{tmux.screen()}"
+        time.sleep(0.2)
+    tmux.keys("Space")
+    screen = tmux.wait(lambda s: "paused" in s.splitlines()[0], "the pause")
+    assert first not in screen
+    tmux.keys("Tab", "Tab", "PageUp", "PageUp", "Home")
+    screen = tmux.wait(lambda s: first in s, "the run's first event")
+    assert "newer (end: newest)" in screen
+    tmux.keys("End")
+    tmux.wait(lambda s: first not in s, "the newest events again")
+    tmux.keys("q")
+    assert tmux.wait_dead() == 0

@@ -10,24 +10,26 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Label, Sparkline, Static
 
 from stackyard.core.protocol import AnyNode, DbNode, Snapshot
-from stackyard.tui.format import GLYPHS, STATE_STYLE, count, state_class
+from stackyard.tui.explain import explain
+from stackyard.tui.format import GLYPHS, STATE_STYLE, state_class
 from stackyard.tui.keys import node_keys
+from stackyard.tui.legend import field
 from stackyard.tui.screens.closing import Closable
+from stackyard.tui.widgets.footer import KeyFooter
 from stackyard.tui.widgets.header import KpiHeader
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
 
 
-def _value(value: float) -> str:
+def _value(name: str, value: float) -> str:
+    """A metric's value with its unit (see :mod:`stackyard.tui.legend`)."""
     if not math.isfinite(value):
         return "-"
-    if value and abs(value) < 1:
-        return f"{value:.3f}"
-    return count(value)
+    return field(name).show(value)
 
 
 class Chart(Horizontal):
@@ -38,7 +40,7 @@ class Chart(Horizontal):
         self.metric = name
 
     def compose(self) -> ComposeResult:
-        yield Label(self.metric, classes="chart-name")
+        yield Label(field(self.metric).label, classes="chart-name")
         yield Sparkline([], classes="chart-line")
         yield Label("", classes="chart-value")
 
@@ -46,8 +48,10 @@ class Chart(Horizontal):
         self.query_one(Sparkline).data = values
         lo, hi = (min(values), max(values)) if values else (0.0, 0.0)
         now = values[-1] if values else 0.0
-        self.query_one(".chart-value", Label).update(
-            f"{_value(now)}\n[$text-muted]{_value(lo)}–{_value(hi)}[/]")
+        name = self.metric
+        self.query_one(".chart-value", Label).update(Content.assemble(
+            _value(name, now), "\n", (f"{_value(name, lo)}–{_value(name, hi)}",
+                                      "$text-muted")))
 
 
 class DetailScreen(Closable, Screen[None]):
@@ -73,7 +77,7 @@ class DetailScreen(Closable, Screen[None]):
         yield KpiHeader(id="header")
         yield Static(id="detail-head")
         yield VerticalScroll(id="charts")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.show(self.yard.session.latest)
@@ -112,13 +116,15 @@ class DetailScreen(Closable, Screen[None]):
         lines = [Content.assemble((f"{node.id}", "bold $accent"),
                                   f"  {node.kind} in the {node.tier} tier  ",
                                   (f"{GLYPHS[cls]} {node.state}", STATE_STYLE[cls]),
-                                  (f"  on {node.parent}" if node.parent else "", "$text-muted"))]
+                                  (f"  on {node.parent}" if node.parent else "", "$text-muted")),
+                 Content(explain(node, snap))]
         faults = [f for f in snap.faults if f.target == node.id]
         if faults:
             text = ", ".join(f"{f.id} {f.kind}" for f in faults)
             lines.append(Content.styled(f"active faults: {text} (u undoes the last)",
                                         "bold $error"))
-        static = [f"{k} {_value(v)}" for k, v in node.metrics().items() if k in node.CAPACITY]
+        static = [f"{field(k).label} {_value(k, v)}" for k, v in node.metrics().items()
+                  if k in node.CAPACITY]
         if static:
             lines.append(Content.styled("  ".join(static), "$text-muted"))
         keys = node_keys(self.yard.session.catalogue, node)

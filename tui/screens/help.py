@@ -13,7 +13,9 @@ from textual.widgets import Static
 
 from stackyard.core.protocol import ActionInfo
 from stackyard.tui.keys import bindings
+from stackyard.tui.legend import HEADER, PANES, STATES
 from stackyard.tui.screens.closing import Closable
+from stackyard.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
@@ -23,6 +25,7 @@ VIEW = [
     ("↑ ↓  j k", "move between nodes (home end pgup pgdn)"),
     ("enter", "the selected node's detail and charts"),
     ("/", "filter events (enter applies, escape clears)"),
+    ("tab to Events", "scroll the event log back (↑↓ PgUp PgDn Home End, wheel)"),
     ("s", "read-only SQL console on a database node"),
     ("t", "next theme (ctrl+p, Theme: all of them)"),
     ("ctrl+p", "command palette: every action"),
@@ -71,12 +74,28 @@ def help_text(catalogue: tuple[ActionInfo, ...]) -> Content:
         lines += [Content(""), Content.styled("In the command palette only (ctrl+p)",
                                               "bold $accent")]
         lines += [_line(a.name, a.description) for a in spare]
+    lines += legend_lines()
     lines.append(Content(""))
     lines.append(Content.styled("A fault key acts on the node selected in the focused pane; "
                                 "the footer shows the keys that fit it. Uppercase keys are "
                                 "global. The mouse works too: click a node, click it again "
                                 "for its detail.", "$text-muted"))
     return Content("\n").join(lines)
+
+
+def legend_lines() -> list[Content]:
+    """What the header's and each pane's figures mean."""
+    lines = [Content(""), Content.styled("The header", "bold $accent")]
+    lines += [_line(k, t) for k, t in HEADER]
+    for pane, entries in PANES.items():
+        lines += [Content(""), Content.styled(f"The {pane} pane", "bold $accent")]
+        lines += [_line(k, t) for k, t in entries]
+    lines += [Content(""), Content.styled("States", "bold $accent")]
+    lines += [_line(k, t) for k, t in STATES]
+    lines.append(_line("status line", "the selected node's state in plain words"))
+    lines.append(_line("Events", "tab to it: ↑↓ PgUp PgDn Home End scroll back, the selected "
+                                 "event shows in full; enter opens its node"))
+    return lines
 
 
 class HelpScreen(Closable, ModalScreen[None]):
@@ -88,6 +107,7 @@ class HelpScreen(Closable, ModalScreen[None]):
         app: StackyardApp = self.app  # type: ignore[assignment]
         with VerticalScroll(id="help"):
             yield Static(help_text(app.session.catalogue), id="help-text")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#help").border_title = "Help (escape closes)"

@@ -8,13 +8,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from stackyard.core.protocol import AnyNode, Snapshot
 from stackyard.core.replay import TimelineSource
 from stackyard.tui.widgets.event_log import EventLog
+from stackyard.tui.widgets.footer import KeyFooter
 from stackyard.tui.widgets.header import KpiHeader
+from stackyard.tui.widgets.lesson_pane import LessonPane
 from stackyard.tui.widgets.scrubber import Scrubber
+from stackyard.tui.widgets.status_line import StatusLine
 from stackyard.tui.widgets.tier_pane import TierPane
 from stackyard.tui.widgets.trends import Trends
 
@@ -54,16 +57,26 @@ class MainScreen(Screen[None]):
         with Horizontal(id="panes"):
             for tier, title, pane_id in TIERS:
                 yield TierPane(tier, title, id=pane_id)
+        yield StatusLine(id="status")
         yield Trends(id="trends")
         yield Input(placeholder="filter events: words to match, enter to apply, escape to clear",
                     id="filter")
+        yield LessonPane(self.yard.lesson, id="lesson")
         yield EventLog(self.yard.events, id="events")
         yield Static(id="too-small")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#pane-app", TierPane).focus()
+        self.set_class(self.yard.lesson is not None, "-lesson")
         self.show(self.yard.session.latest)
+
+    def lesson_changed(self) -> None:
+        self.query_one(LessonPane).update_run()
+
+    def toggle_lesson(self) -> None:
+        """L: the lesson or the event log in the space they share."""
+        self.toggle_class("-log")
 
     def on_screen_resume(self) -> None:
         self.show(self.yard.session.latest)
@@ -99,6 +112,7 @@ class MainScreen(Screen[None]):
             self.query_one(f"#{pane_id}", TierPane).update_nodes(nodes, snap, faulted)
         self.query_one(EventLog).catch_up()
         self.query_one(Trends).show(snap)
+        self.query_one(StatusLine).show(self.node, snap)
 
     @property
     def node(self) -> AnyNode | None:
@@ -115,10 +129,19 @@ class MainScreen(Screen[None]):
         if message.pane.has_focus or self.yard.last_pane is None:
             self.yard.last_pane = message.pane
             self.yard.update_keys()
+        self.query_one(StatusLine).show(self.node, self.yard.session.latest)
 
     def on_tier_pane_opened(self, message: TierPane.Opened) -> None:
         if self.is_current:  # else a key in the same burst already put a screen on top
             self.yard.open_detail(message.node.id, message.node.kind)
+
+    def on_event_log_opened(self, message: EventLog.Opened) -> None:
+        snap = self.yard.session.latest
+        node = snap.find(message.event.component) if snap is not None else None
+        if node is not None:
+            self.yard.open_detail(node.id, node.kind)
+        else:
+            self.notify(f"{message.event.component} is not a node", timeout=2)
 
     def select_node(self, node_id: str, kind: str = "") -> bool:
         """Focus the pane holding ``node_id`` (of ``kind``, where ids are shared); select it."""

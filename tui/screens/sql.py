@@ -9,11 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from stackyard.core.protocol import DbNode, QueryResult
 from stackyard.core.session import SessionError
+from stackyard.tui.format import count, ms, plural
 from stackyard.tui.screens.closing import Closable
+from stackyard.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from stackyard.tui.app import StackyardApp
@@ -43,19 +45,27 @@ class SqlScreen(Closable, Screen[None]):
             yield Input(placeholder=f"read-only SQL, e.g. {EXAMPLE}; enter runs", id="sql-input")
         yield Static("", id="sql-status")
         yield DataTable(id="sql-result", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sql-input", Input).focus()
+        self._intro()
+
+    def _intro(self) -> None:
         self.query_one("#sql-status", Static).update(
-            f"SQL console on {self.node}: each database node holds what it has applied, so "
-            "a lagging replica shows stale rows.")
+            f"SQL console on {self.node}{self._staleness(self.node, ',')}: each database "
+            "node holds what it has applied, so a lagging replica shows stale rows. "
+            "Escape goes back.")
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, str):
             self.node = event.value
+            # Back to the query line: keys typed next are SQL, never the app's shortcuts.
+            self.query_one("#sql-input", Input).focus()
             if self.last_sql:
                 self.run_query(self.node, self.last_sql)
+            else:
+                self._intro()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         sql = event.value.strip()
@@ -78,10 +88,10 @@ class SqlScreen(Closable, Screen[None]):
         for row in result.rows:
             table.add_row(*["NULL" if v is None else str(v) for v in row])
         more = " (truncated)" if result.truncated else ""
-        status.update(f"{node}: {len(result.rows)} rows{more} in "
-                      f"{result.elapsed * 1000:.1f} ms{self._staleness(node)}")
+        status.update(f"{node}: {plural(len(result.rows), 'row')}{more} in "
+                      f"{ms(result.elapsed)}{self._staleness(node)}")
 
-    def _staleness(self, node: str) -> str:
+    def _staleness(self, node: str, sep: str = " ·") -> str:
         """Where ``node`` stands in the log now: what makes its rows stale, or not."""
         snap = self.yard.session.latest
         if snap is None:
@@ -89,7 +99,7 @@ class SqlScreen(Closable, Screen[None]):
         n = snap.find(node, "db")
         if not isinstance(n, DbNode):
             return ""
-        text = f" · {n.state}, applied lsn {n.applied}"
+        text = f"{sep} {n.state}, applied lsn {count(n.applied)}"
         if n.lag_lsn:
-            text += f", {n.lag_lsn} behind ({n.lag_s:.2f} s)"
+            text += f", {plural(n.lag_lsn, 'write')} behind ({ms(n.lag_s)})"
         return text

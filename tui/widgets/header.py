@@ -1,5 +1,10 @@
 """The header: run state, clock, speed (set and achieved) and the KPIs, on one line; for a remote
-run also the link's state and, when the server takes no commands, "control off"."""
+run also the link's state and, when the server takes no commands, "control off".
+
+The line is built from parts ranked by importance; at a narrow width the terse forms are used
+and the least important parts left out, so the fault count and the clock always show and no
+figure is cut.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,21 @@ from textual.content import Content
 from textual.widget import Widget
 
 from stackyard.core.protocol import DriverStatus, Snapshot
-from stackyard.tui.format import clock, count, ms, pct, speed
+from stackyard.tui.format import clock, ms, pct, rate, speed
+from stackyard.tui.layout import fit_parts
+
+Parts = list[tuple[Content, int]]
 
 
-def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> Content:
-    """The header line for ``snap`` and the driver's ``status`` in ``width`` cells."""
-    if snap is None:
-        return Content.styled("stackyard: waiting for the first snapshot…", "$text-muted")
+def burn_text(burn: float) -> str:
+    """A burn rate: 0.4x, 12x, >999x."""
+    if burn >= 999.5:
+        return ">999x"
+    return f"{burn:.1f}x" if burn < 10 else f"{burn:.0f}x"
+
+
+def _parts(snap: Snapshot, status: DriverStatus, wide: bool) -> Parts:
     k = snap.kpis
-    narrow = width < 120
     remote = bool(status.link)
     linked = status.link in ("", "connected")
     if not linked:
@@ -25,9 +36,9 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
     elif status.behind:
         run = Content.styled("▶ behind", "bold $error")
     else:
-        run = Content.styled("▶" if narrow else "▶ running", "bold $success")
+        run = Content.styled("▶ running" if wide else "▶", "bold $success")
     if status.replay:
-        if narrow:  # the glyph says enough beside the badge
+        if not wide:  # the glyph says enough beside the badge
             run = Content.styled("⏸" if status.paused else "▶",
                                  "bold $warning" if status.paused else "bold $success")
         run = Content.assemble(Content.styled("REPLAY", "bold reverse $accent"), " ", run)
@@ -36,41 +47,57 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
         pace = Content("")
     elif status.behind and not status.paused:
         pace = Content.styled(f"{set_speed} (got {speed(status.achieved)})", "bold $error")
-    elif not narrow and not status.paused:
+    elif wide and not status.paused:
         pace = Content.assemble(set_speed, (f" (got {speed(status.achieved)})", "$text-muted"))
     else:
         pace = Content(set_speed)
-    err = k.error_rate
-    budget = k.slo_budget
-    faults = k.active_faults
-    sep = Content.styled("│" if narrow else " │ ", "$text-muted")
-    p50, p95, p99 = k.p50, k.p95, k.p99
-    if narrow and remote:  # room for the link and control
-        lat = Content(f"p95 {ms(p95).removesuffix('ms')} p99 {ms(p99)}")
-    elif narrow:
-        lat = Content(f"p50 {ms(p50).removesuffix('ms')} p95 {ms(p95).removesuffix('ms')} "
-                      f"p99 {ms(p99)}")
+    if wide:
+        lat = f"p50 {ms(k.p50)} p95 {ms(k.p95)} p99 {ms(k.p99)}"
     else:
-        lat = Content(f"p50 {ms(p50)} p95 {ms(p95)} p99 {ms(p99)}")
-    parts: list[Content] = []
+        lat = (f"p50 {ms(k.p50).removesuffix('ms')} p95 {ms(k.p95).removesuffix('ms')} "
+               f"p99 {ms(k.p99)}")
+    err = k.error_rate
+    faults = k.active_faults + k.recovering
+    slo = Content.styled(f"slo {pct(k.slo_budget)}" if k.slo_budget > 0 else "slo spent",
+                         "bold $error" if k.slo_budget < 0.25 else "")
+    parts: Parts = []
     if remote and linked:
-        parts += [Content.styled("⇄" if narrow else "⇄ live", "$success"), sep]
-    parts += [run, Content(" "), Content.styled(clock(snap.time), "bold"),
-              Content(" ") if pace.cell_length else Content(""), pace, sep,
-              Content(f"{count(k.rps)} rps"), sep,
-              lat, sep,
-              Content.styled(f"err {pct(err, 0 if narrow and err >= 0.1 else 1)}",
-                             "bold $error" if err >= 0.01 else ""), sep,
-              Content.styled(f"slo {pct(budget)}" if budget >= 0 else "slo spent",
-                             "bold $error" if budget < 0.25 else ""), sep,
-              Content.styled(f"faults {faults}", "bold $error" if faults else "")]
+        parts.append((Content.styled("⇄ live" if wide else "⇄", "$success"), 1))
+    parts += [
+        (Content.assemble(run, " ", (clock(snap.time), "bold"),
+                          " " if pace.cell_length else "", pace), 0),
+        (Content(f"{rate(k.rps)} req/s"), 3),
+        (Content(lat), 5),
+        (Content.styled(f"err {pct(err, 0 if not wide and err >= 0.1 else 1)}",
+                        "bold $error" if err >= 0.01 else ""), 2),
+        (slo, 2),
+    ]
+    if k.slo_burn >= 1.0:
+        parts.append((Content.styled(f"burn {burn_text(k.slo_burn)}", "bold $error"), 4))
+    parts.append((Content.styled(f"faults {faults}", "bold $error" if faults else ""), 0))
     if remote and linked and not status.control:
-        parts += [sep, Content.styled("control off", "bold $warning")]
-    line = Content.assemble(*parts)
-    if width >= line.cell_length + 20:
-        title = Content.styled(f"stackyard {snap.scenario} #{snap.seed}", "bold $accent")
-        line = Content.assemble(title, sep, line)
-    return line
+        parts.append((Content.styled("control off", "bold $warning"), 1))
+    return parts
+
+
+def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> Content:
+    """The header line for ``snap`` and the driver's ``status`` in ``width`` cells."""
+    if snap is None:
+        return Content.styled("stackyard: waiting for the first snapshot…", "$text-muted")
+    title = Content.styled(f"stackyard {snap.scenario} #{snap.seed}", "bold $accent")
+    lines = []
+    for wide in (True, False):
+        sep = Content.styled(" │ " if wide else "│", "$text-muted")
+        parts = _parts(snap, status, wide)
+        lines.append((sep, parts, sep.join(p for p, _ in parts)))
+    for sep, _, line in lines:  # the run's name too, when there is room for it
+        if line.cell_length + sep.cell_length + title.cell_length <= width:
+            return Content.assemble(title, sep, line)
+    for _, _, line in lines:
+        if line.cell_length <= width:
+            return line
+    sep, parts, _ = lines[-1]
+    return fit_parts(parts, width, sep)
 
 
 class KpiHeader(Widget):

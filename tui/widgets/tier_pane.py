@@ -12,7 +12,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from stackyard.core.protocol import AnyNode, Snapshot
-from stackyard.tui.widgets.rows import node_row, summary_lines
+from stackyard.tui.widgets.rows import columns, node_row, summary_lines
 
 APP_ORDER = {"container": 0, "vm": 1, "host": 2}
 
@@ -63,6 +63,7 @@ class TierPane(Widget, can_focus=True):
         self._top = 0
         self._summary_height = 0
         self._scrolled = False
+        self._cols = (4, 2)
 
     # -- data -------------------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class TierPane(Widget, can_focus=True):
         self._top = top
         self._scrolled = n > rows
         lines = list(summary)
+        self._cols = columns(self.nodes)
         if not self.nodes:
             lines.append(Content.styled("(no nodes)", "$text-muted"))
         elif n <= rows:
@@ -191,4 +193,4 @@ class TierPane(Widget, can_focus=True):
     def _row(self, node: AnyNode, width: int) -> Content:
         return node_row(node, width, node_key(node) == self.selected,
                         self.faulted.get(node.id, 0),
-                        focused=self.has_focus)
+                        focused=self.has_focus, cols=self._cols)
