@@ -65,7 +65,7 @@ def ms(seconds: float) -> str:
         return "-"
     if seconds >= 9.95:
         return f"{seconds:.0f}s"
-    if seconds >= 0.99995:
+    if seconds >= 0.9995:
         return f"{seconds:.1f}s"
     value = seconds * 1000
     if value < 9.95:

@@ -28,6 +28,7 @@ VIEW = [
     ("tab to Events", "scroll the event log back (↑↓ PgUp PgDn Home End, wheel)"),
     ("s", "read-only SQL console on a database node"),
     ("t", "next theme (ctrl+p, Theme: all of them)"),
+    ("L", "in a lesson (stackyard learn): the lesson pane or the event log"),
     ("ctrl+p", "command palette: every action"),
     ("?", "this help"),
     ("q  ctrl+c", "quit"),
