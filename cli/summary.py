@@ -6,12 +6,12 @@ from stackyard.core.protocol import ActionInfo, ParamInfo, RunSummary
 
 
 def seconds(x: float) -> str:
-    """Simulated seconds as 12.5s, 30s, 3m05s, 5m, 1h02m or 2h."""
+    """Simulated seconds as 12.5s, 3m05s, 5m, 1h02m or 2h."""
     if x >= 3600:
         return f"{int(x // 3600)}h{int(x % 3600 // 60):02d}m".removesuffix("00m")
     if x >= 60:
         return f"{int(x // 60)}m{int(x % 60):02d}s".removesuffix("00s")
-    return f"{x:g}s" if float(x).is_integer() else f"{x:.1f}s"
+    return f"{x:.1f}s"
 
 
 def _ms(x: float) -> str:

@@ -58,6 +58,18 @@ class Tmux:
     def screen(self, colours: bool = False) -> str:
         return self("capture-pane", "-p", *(["-e"] if colours else []), "-t", self.name)
 
+    def settled(self) -> str:
+        """The screen once two captures in a row agree (not caught halfway through a redraw)."""
+        end = time.monotonic() + DEADLINE
+        last = self.screen()
+        while time.monotonic() < end:
+            time.sleep(0.1)
+            now = self.screen()
+            if now == last:
+                return now
+            last = now
+        return last
+
     def flags(self, *names: str) -> list[str]:
         fmt = " ".join(f"#{{{n}}}" for n in names)
         return self("display-message", "-p", "-t", self.name, fmt).split()
@@ -231,6 +243,12 @@ def cut_words(screen: str, inside: tuple[int, int] | None, vocab: set[str]) -> l
     return bad
 
 
+def _paused(tmux: Tmux) -> None:
+    """Wait for the pause, and for its notice to go (a notice covers what is under it)."""
+    tmux.wait(lambda s: "paused" in s.splitlines()[0] and "pause / resume" not in s,
+              "the pause, without its notice")
+
+
 def test_nothing_is_cut_mid_word_at_80x24(tmux: Tmux) -> None:
     vocab = vocabulary()
     tmux.start("default", "--seed", "3", size=(80, 24))
@@ -239,25 +257,31 @@ def test_nothing_is_cut_mid_word_at_80x24(tmux: Tmux) -> None:
     tmux.wait(lambda s: "kill_container" in s, "the fault")
     tmux.keys("S")
     tmux.wait(lambda s: "traffic_spike" in s, "the spike")
-    screens: dict[str, str] = {"main": tmux.screen()}
+    tmux.keys("Space")  # paused: every capture is a whole frame, not one caught mid-redraw
+    _paused(tmux)
+    screens: dict[str, str] = {"main": tmux.settled()}
     tmux.keys("Tab", "Tab", "Up", "Up")  # the event log: a selected event shows whole
-    screens["event log"] = tmux.wait(lambda s: "newer (end: newest)" in s, "the scrolled log")
+    tmux.wait(lambda s: "newer (end: newest)" in s, "the scrolled log")
+    screens["event log"] = tmux.settled()
     tmux.keys("End", "Right")
     tmux.keys("?")
-    helps = [tmux.wait(lambda s: "undo the last fault" in s, "the help")]
+    tmux.wait(lambda s: "undo the last fault" in s, "the help")
+    helps = [tmux.settled()]
     for _ in range(8):
         tmux.keys("PageDown")
-        helps.append(tmux.screen())
+        helps.append(tmux.settled())
     tmux.keys("Escape")
     tmux.wait(lambda s: "╭" not in s, "the help to close")
     tmux.keys("Enter")
-    screens["detail"] = tmux.wait(lambda s: "keys:" in s, "a node's detail")
+    tmux.wait(lambda s: "keys:" in s, "a node's detail")
+    screens["detail"] = tmux.settled()
     tmux.keys("Escape")
     tmux.wait(_up, "the main screen")
     tmux.keys("s")
     tmux.wait(lambda s: "SQL console on" in s, "the SQL console")
     tmux.keys("SELECT count(*) AS rows FROM writes", "Enter")
-    screens["sql"] = tmux.wait(lambda s: "row in" in s, "the query's result")
+    tmux.wait(lambda s: "row in" in s, "the query's result")
+    screens["sql"] = tmux.settled()
     tmux.keys("Escape")
     tmux.wait(_up, "the main screen")
     tmux.keys("q")
@@ -270,14 +294,20 @@ def test_nothing_is_cut_mid_word_at_80x24(tmux: Tmux) -> None:
 def test_a_lesson_at_80x24_cuts_nothing(tmux: Tmux) -> None:
     vocab = vocabulary()
     tmux.start("learn", "failover", size=(80, 24))
-    first = tmux.wait(lambda s: "Lesson step 1 of 4" in s, "the lesson pane")
-    tmux.keys("l")
-    second = tmux.wait(lambda s: "Lesson step 2 of 4" in s, "the next step")
-    tmux.keys("L")
-    log = tmux.wait(lambda s: "Events" in s, "the event log in the lesson's place")
+    screens = []
+    tmux.wait(lambda s: "Lesson step 1 of 4" in s, "the lesson pane")
+    for key, shows in (("l", "Lesson step 2 of 4"), ("L", "─Events")):
+        tmux.keys("Space")
+        _paused(tmux)
+        screens.append(tmux.settled())
+        tmux.keys("Space", key)
+        tmux.wait(lambda s, shows=shows: shows in s, shows)
+    tmux.keys("Space")
+    _paused(tmux)
+    screens.append(tmux.settled())
     tmux.keys("q")
     assert tmux.wait_dead() == 0
-    problems = [c for s in (first, second, log) for c in cut_words(s, None, vocab)]
+    problems = [c for s in screens for c in cut_words(s, None, vocab)]
     assert not problems, problems
 
 

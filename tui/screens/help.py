@@ -38,7 +38,7 @@ KEY_W = 14
 
 
 def _line(key: str, text: str) -> Content:
-    return Content.assemble((f"  {key:<{KEY_W}}", "bold"), text)
+    return Content.assemble((f"  {key:<{KEY_W - 1}} ", "bold"), text)
 
 
 def help_text(catalogue: tuple[ActionInfo, ...]) -> Content:
