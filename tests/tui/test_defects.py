@@ -13,7 +13,7 @@ from stackyard.core.protocol import DbNode, Event
 from stackyard.tui.app import StackyardApp
 from stackyard.tui.screens.main import MainScreen
 from stackyard.tui.screens.sql import SqlScreen
-from stackyard.tui.widgets.event_log import EventLog, event_text
+from stackyard.tui.widgets.event_log import EventLog
 from stackyard.tui.widgets.rows import figures
 from stackyard.tui.widgets.tier_pane import TierPane
 from tests.tui.conftest import AppFactory
@@ -26,6 +26,12 @@ def logged(app: StackyardApp) -> list[Event]:
     """Every event the event log holds, oldest first."""
     store = app.events
     return list(getattr(store, "events", store))
+
+
+def event_text(event: Event) -> str:
+    """An event as the log writes it in full: message, [the fault it is traced to], why."""
+    text = event.message + (f" [{event.cause}]" if getattr(event, "cause", "") else "")
+    return f"{text} — {event.why}" if event.why else text
 
 
 def order_of(app: StackyardApp, *fragments: str) -> list[int]:
@@ -203,9 +209,11 @@ async def test_scaling_in_logs_the_decision_before_the_containers_go(
         first_set = next(i for i, e in enumerate(events) if e.message == "replicas set to 3")
         scaled = [i for i, e in enumerate(events) if "scaled in" in e.why]
         assert scaled and all(i > first_set for i in scaled)
-        # each container scaled in is logged at that moment (terminated or draining)
+        # each container scaled in is logged at that moment, after its own decision, whether
+        # it goes at once (terminated) or finishes its requests first (draining)
         second_set = next(i for i, e in enumerate(events) if e.message == "replicas set to 2")
-        assert len([i for i in scaled if i < second_set]) == 1
+        assert len(scaled) == 2, [f"{e.message} — {e.why}" for e in events[first_set:]]
+        assert first_set < scaled[0] < second_set < scaled[1]
 
 
 async def test_a_kill_logs_the_fault_before_the_crash(make_app: AppFactory) -> None:
