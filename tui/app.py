@@ -26,7 +26,7 @@ from textual.widgets import Input, Select
 
 from stackyard.core.lesson import Lesson, LessonRun
 from stackyard.core.protocol import AnyNode, Command, Reply, Snapshot
-from stackyard.core.session import Session
+from stackyard.core.session import Session, SessionError
 from stackyard.tui import actions
 from stackyard.tui.history import History
 from stackyard.tui.keys import Bound, command_for, groups, node_keys, textual_key
@@ -193,7 +193,10 @@ class StackyardApp(App[int]):
         self._lesson_pane_update()
 
     async def _debrief(self, run: LessonRun) -> None:
-        run.finish(await self.session.summary())
+        try:
+            run.finish(await self.session.summary())
+        except SessionError as exc:
+            run.debrief = f"Every step done; this run's figures are not available: {exc}"
         self._lesson_pane_update()
 
     def _main(self) -> MainScreen | None:

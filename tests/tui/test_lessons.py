@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from stackyard.core.condition import get_path
-from stackyard.core.lesson import lesson_names, load_builtin, placeholders
+from stackyard.core.lesson import lesson_names, load_builtin, load_lesson, placeholders
+from stackyard.core.protocol import Command
+from stackyard.core.recorder import Recorder
+from stackyard.core.recording import Recording
+from stackyard.core.replay import ReplaySession
+from stackyard.core.run import open_run
+from stackyard.tui.app import StackyardApp
 from stackyard.tui.screens.main import MainScreen
 from tests.tui.helpers import screen_text, session
 from tests.tui.lessons import complete, lesson_app, pane_text
@@ -36,3 +42,26 @@ async def test_lesson_completes_and_quotes_the_runs_figures(tmp_path: Path, name
         await pilot.press("L")  # the event log takes the lesson's place
         await pilot.pause()
         assert "Events" in screen_text(app) and "Lesson done" not in screen_text(app)
+
+
+async def test_a_session_without_a_summary_still_ends_the_lesson(tmp_path: Path) -> None:
+    path = tmp_path / "run.db"
+    run = open_run("default", seed=1, record=Recorder(path))
+    async with run:
+        await run.advance(20.0)
+    lesson_file = tmp_path / "watch.toml"
+    lesson_file.write_text(
+        '[lesson]\ntitle = "Watch"\nsummary = "Watch a replay."\nscenario = "default"\n\n'
+        '[[steps]]\ntext = "Watch the clock."\nuntil = "time >= 5"\nwaiting = "five seconds"\n\n'
+        '[debrief]\ntext = "{requests.completed:request} done."\n')
+    session = ReplaySession(Recording.open(path), paused=True)
+    app = StackyardApp(session, theme_dir=tmp_path / "themes", lesson=load_lesson(lesson_file))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.send_command(Command("seek", params={"time": 10.0}))
+        for _ in range(50):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            if app.lesson is not None and app.lesson.debrief:
+                break
+        assert app.lesson is not None and app.lesson.done
+        assert "figures are not available: a replay keeps no run summary" in pane_text(app)
