@@ -56,6 +56,10 @@ class EventStore:
     def __len__(self) -> int:
         return len(self.events)
 
+    def __iter__(self) -> Iterator[Event]:
+        """The events kept, oldest first."""
+        return iter(self.events)
+
     def at(self, position: int) -> Event | None:
         index = position - self.first
         return self.events[index] if 0 <= index < len(self.events) else None
