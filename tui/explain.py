@@ -19,6 +19,9 @@ from stackyard.core.protocol import (
 )
 from stackyard.tui.format import count, ms, pct, plural, rate
 
+SMALL_LAG = 0.1
+"""Replication lag (seconds) below which a replica counts as keeping up."""
+
 
 def explain(node: AnyNode, snap: Snapshot | None = None) -> str:
     """``node``'s state in plain words (``snap`` adds context such as the primary's id)."""
@@ -126,7 +129,11 @@ def _db(n: DbNode, snap: Snapshot | None) -> str:
     if n.role == "primary":
         return (f"primary: takes every write (at lsn {count(n.lsn)}); the replicas copy its "
                 "log" + (f"; its disk is {n.disk:g}x slower" if n.disk > 1 else ""))
-    if n.lag_lsn or n.lag_s >= 0.001:
-        return (f"replica, {ms(n.lag_s)} ({plural(n.lag_lsn, 'write')}) behind "
-                f"{primary or 'the primary'}: reads here may be stale")
-    return f"replica, in step with {primary or 'the primary'}: reads here are current"
+    primary = primary or "the primary"
+    if n.lag_s >= SMALL_LAG:
+        return (f"replica, {ms(n.lag_s)} ({plural(n.lag_lsn, 'write')}) behind {primary}: "
+                "reads here may be stale")
+    if n.lag_lsn:
+        return (f"replica, {ms(n.lag_s)} behind {primary} (the usual replication delay): "
+                "reads here are all but current")
+    return f"replica, in step with {primary}: reads here are current"

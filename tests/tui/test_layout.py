@@ -110,6 +110,9 @@ def test_a_lagging_replica_in_plain_words() -> None:
     assert status_content(SAMPLES[-1], None, 30).plain == "db-2: replica, 33s (5.4k writ…"
     for sample in SAMPLES:
         assert explain(sample)
+    keeping_up = DbNode(id="db-3", state="replica", parent="db-1", lag_s=0.0008, lag_lsn=1)
+    assert explain(keeping_up) == ("replica, 0.8ms behind db-1 (the usual replication delay): "
+                                   "reads here are all but current")
 
 
 def test_the_lesson_pane_keeps_the_instruction_and_the_wait_visible() -> None:
