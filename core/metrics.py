@@ -27,9 +27,27 @@ _TOP = math.ceil(math.log(MAX_VALUE) * _K) + _OFFSET
 _NBUCKETS = _TOP + 1
 _REPR = [0.0] + [2.0 * _GAMMA ** (i - _OFFSET) / (_GAMMA + 1.0) for i in range(1, _NBUCKETS)]
 """The value reported for each bucket: the point with equal relative error to both edges."""
+_ZEROS = (0,) * _NBUCKETS
 
 _log = math.log
 _ceil = math.ceil
+
+
+def _index(value: float) -> int:
+    """The bucket the record paths put ``value`` in (NaN included: bucket 0)."""
+    if not value > 0.0:
+        return 0
+    if value >= MAX_VALUE:  # inf too, whose log has no ceiling
+        return _TOP
+    i = _ceil(_log(value) * _K) + _OFFSET
+    return 1 if i < 1 else i
+
+
+def _span(h: Histogram) -> tuple[int, int]:
+    """The slice of bucket indices holding all of ``h``'s values: every value lies within
+    [min, max] and the mapping is monotonic, so a second's few hundred latencies touch about a
+    hundred of the thousand-odd buckets, and merges and resets need only those."""
+    return 0 if h._counts[0] else _index(h._min), _index(h._max) + 1
 
 
 def _check_q(q: float) -> None:
@@ -37,8 +55,10 @@ def _check_q(q: float) -> None:
         raise ValueError(f"quantile: q must be within [0, 1], got {q!r}")
 
 
-def _quantiles(counts: list[int], n: int, qs: Iterable[float], lo: float, hi: float) -> list[float]:
-    """Nearest-rank quantiles of bucket ``counts`` holding ``n`` values in [lo, hi]."""
+def _quantiles(counts: list[int], n: int, qs: Iterable[float], lo: float, hi: float,
+               first: int = 0) -> list[float]:
+    """Nearest-rank quantiles of bucket ``counts`` holding ``n`` values in [lo, hi] (``counts``
+    may be a slice of the buckets starting at bucket ``first``)."""
     qs = list(qs)
     for q in qs:
         _check_q(q)
@@ -53,7 +73,7 @@ def _quantiles(counts: list[int], n: int, qs: Iterable[float], lo: float, hi: fl
         elif rank >= n:
             out.append(hi)
         else:
-            v = _REPR[bisect_left(cum, rank)]
+            v = _REPR[first + bisect_left(cum, rank)]
             # Clamping to the observed range only moves the estimate towards the truth.
             out.append(lo if v < lo else hi if v > hi else v)
     return out
@@ -108,15 +128,22 @@ class Histogram:
 
     def quantile(self, q: float) -> float:
         """The nearest-rank ``q``-quantile (``0 <= q <= 1``), 0 when empty."""
-        return _quantiles(self._counts, self.count, (q,), self._min, self._max)[0]
+        return self.quantiles((q,))[0]
 
     def quantiles(self, qs: Iterable[float]) -> list[float]:
         """Several quantiles in one pass over the buckets (e.g. p50, p95, p99)."""
-        return _quantiles(self._counts, self.count, qs, self._min, self._max)
+        if not self.count:
+            return _quantiles(self._counts, 0, qs, self._min, self._max)
+        a, b = _span(self)
+        return _quantiles(self._counts[a:b], self.count, qs, self._min, self._max, a)
 
     def merge(self, other: Histogram) -> None:
         """Add ``other``'s values to this histogram (``other`` is unchanged)."""
-        self._counts = list(map(add, self._counts, other._counts))
+        if not other.count:
+            return
+        a, b = _span(other)
+        counts = self._counts
+        counts[a:b] = map(add, counts[a:b], other._counts[a:b])
         self.count += other.count
         self.total += other.total
         if other._max > self._max:
@@ -126,11 +153,13 @@ class Histogram:
 
     def reset(self) -> None:
         """Forget every value."""
+        if self.count:
+            a, b = _span(self)
+            self._counts[a:b] = _ZEROS[a:b]
         self.count = 0
         self.total = 0.0
         self._min = math.inf
         self._max = -math.inf
-        self._counts = [0] * _NBUCKETS
 
     def copy(self) -> Histogram:
         """An independent copy."""
@@ -155,7 +184,7 @@ class RollingHistogram:
     a query for an earlier ``now`` answers for the latest second seen.
     """
 
-    __slots__ = ("_agg", "_cur", "_head", "_ring", "_total", "window")
+    __slots__ = ("_agg", "_cur", "_head", "_next", "_ring", "_total", "window")
 
     def __init__(self, window: int = 10, *, keep_total: bool = False) -> None:
         if window < 1:
@@ -166,6 +195,8 @@ class RollingHistogram:
         one ``record`` per value feeds both the window and the all-time figures."""
         self._ring = [Histogram() for _ in range(window)]
         self._head = 0
+        self._next = 1.0
+        """When the second after ``_head`` starts (a float compare per record, not an int())."""
         self._cur = self._ring[0]
         self._agg = [0] * _NBUCKETS
         """Bucket counts of the complete seconds still in the window."""
@@ -173,30 +204,34 @@ class RollingHistogram:
     def _advance(self, second: int) -> None:
         head = self._head
         window = self.window
-        if self._total is not None and self._cur.count:
-            self._total.merge(self._cur)
+        cur = self._cur
+        if self._total is not None and cur.count:
+            self._total.merge(cur)
         if second - head >= window:
             for h in self._ring:
                 if h.count:
                     h.reset()
             self._agg = [0] * _NBUCKETS
         else:
-            if self._cur.count:
-                self._agg = list(map(add, self._agg, self._cur._counts))
+            agg = self._agg
+            if cur.count:
+                a, b = _span(cur)
+                agg[a:b] = map(add, agg[a:b], cur._counts[a:b])
             ring = self._ring
             for s in range(head + 1, second + 1):
                 h = ring[s % window]
                 if h.count:  # it holds second s - window, now out of the window
-                    self._agg = list(map(sub, self._agg, h._counts))
+                    a, b = _span(h)
+                    agg[a:b] = map(sub, agg[a:b], h._counts[a:b])
                     h.reset()
         self._head = second
+        self._next = second + 1.0
         self._cur = self._ring[second % window]
 
     def record(self, now: float, value: float) -> None:
         """Add ``value`` to the histogram of second ``int(now)``."""
-        s = int(now)
-        if s > self._head:
-            self._advance(s)
+        if now >= self._next:
+            self._advance(int(now))
         h = self._cur  # Histogram.record, inline: this runs once per request
         h.count += 1
         h.total += value
@@ -231,8 +266,14 @@ class RollingHistogram:
                     hi = h._max
         if n == 0:
             return _quantiles(self._agg, 0, qs, lo, hi)
-        counts = list(map(add, self._agg, self._cur._counts)) if self._cur.count else self._agg
-        return _quantiles(counts, n, qs, lo, hi)
+        # only the buckets between the window's extremes hold anything (see _span)
+        cur = self._cur._counts
+        a = 0 if self._agg[0] or cur[0] else _index(lo)
+        b = _index(hi) + 1
+        counts = self._agg[a:b]
+        if self._cur.count:
+            counts = list(map(add, counts, cur[a:b]))
+        return _quantiles(counts, n, qs, lo, hi, a)
 
     def quantile(self, now: float, q: float) -> float:
         """The ``q``-quantile over the window ending at ``now`` (0 when it is empty)."""

@@ -270,18 +270,17 @@ class Balancer:
     # -- forwarding -------------------------------------------------------------------------
 
     def receive(self, req: Request) -> None:
-        """A request reaches the VIP."""
-        if not self.nodes[self.active_node].up or self.kernel.now < self.takeover_until:
+        """A request (or its retry: it has made an attempt already) reaches the VIP."""
+        kernel = self.kernel
+        now = kernel.now
+        if not self.nodes[self.active_node].up or now < self.takeover_until:
             self.reply(req, False, "lb_down")  # not available()
             return
-        self._dispatch(req, False)
-
-    def _dispatch(self, req: Request, retry: bool) -> None:
         backend = self.pick(req)
         if backend is None:
             self.reply(req, False, "no_backend")
             return
-        now = self.kernel.now
+        retry = req.attempts != 0
         req.attempts += 1
         att = Attempt(req, backend, now, retry)
         backend.active += 1
@@ -304,13 +303,15 @@ class Balancer:
             att.lane = lane
             timer = self._timer
             if timer is None or deadline < timer[0]:
-                self.kernel.cancel(timer)
-                self._timer = self.kernel.call_at(deadline, self._expire)
+                kernel.cancel(timer)
+                self._timer = kernel.call_at(deadline, self._expire)
         container = backend.container
-        if self.link.partitioned or container.partitioned:
-            att.handle = self.kernel.call_later(self.connect_timeout, self._unreachable, att)
-        else:
-            container.receive(att, self.link.delay(now))
+        link = self.link
+        if link.partitioned or container.partitioned:
+            att.handle = kernel.call_later(self.connect_timeout, self._unreachable, att)
+        else:  # Link.delay inline (see Link.simple)
+            container.receive(att, link.lo + link.draw() * link.span if link.simple
+                              else link.delay(now))
 
     def _unreachable(self, att: Attempt) -> None:
         self.respond(att, False, "partition")
@@ -380,15 +381,9 @@ class Balancer:
             else:
                 req.tried.append(b.id)
             backoff = self.cfg.retry_backoff * (2 ** (req.attempts - 1))
-            self.kernel.call_later(self.rng.random() * backoff, self._retry, req)
+            self.kernel.call_later(self.rng.random() * backoff, self.receive, req)
         else:
             self.reply(req, False, cause)
-
-    def _retry(self, req: Request) -> None:
-        if not self.available():
-            self.reply(req, False, "lb_down")
-            return
-        self._dispatch(req, True)
 
     def _budget_allows(self) -> bool:
         allowed = max(3.0, self.retry_budget * self.inflight)
@@ -494,12 +489,14 @@ class Balancer:
         if algo == "round_robin":
             n = len(cands)
             ss = self.cfg.slow_start
+            rr = self._rr
             for _ in range(n):
-                self._rr += 1
-                b = cands[self._rr % n]
+                rr += 1
+                b = cands[rr % n]
                 age = now - b.added_at
                 if age >= ss or rng.random() < (age / ss if age > 0.1 * ss else 0.1):
-                    return b
+                    break
+            self._rr = rr
             return b
         if algo == "random":
             return cands[int(rng.random() * len(cands))]

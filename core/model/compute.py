@@ -102,6 +102,7 @@ class Container:
         self.kernel = cluster.kernel
         self.rng = cluster.kernel.rng(f"container:{cid}")
         self.draws = cluster.draws
+        self.db = cluster.db
         self._respond = cluster.respond if cluster.balancer is None else cluster.balancer.respond
         """Answers go to the balancer (straight to it once there is one)."""
         self.cpu = cfg.cpu
@@ -137,6 +138,9 @@ class Container:
         self._cpu_timer: Handle | None = None
         self._completing = False
         """Inside a completion: starts reschedule the timer once, at its end."""
+        self._complete_cb = self._complete
+        self._finish_cb = self._finish
+        """Bound once: scheduling a bound method per request would allocate it anew."""
         self.queue: deque[Attempt] = deque()
         self.jobs: dict[Attempt, None] = {}
         """Attempts holding a worker, in start order (a dict, so iteration is deterministic)."""
@@ -229,13 +233,12 @@ class Container:
         self.cpu_seconds += demand
         att.cpu = True
         n = self.cpu_busy
-        if n:
-            self.vclock += (now - self.vstamp) * self.vrate
-        else:
-            self.vclock = 0.0  # an idle phase restarts its clock: no drift over a long run
+        # an idle phase restarts its clock: no drift over a long run
+        vclock = self.vclock + (now - self.vstamp) * self.vrate if n else 0.0
+        self.vclock = vclock
         self.vstamp = now
-        self._ps_seq += 1
-        heapq.heappush(self.ps, (self.vclock + demand, self._ps_seq, att))
+        self._ps_seq = seq = self._ps_seq + 1
+        heapq.heappush(self.ps, (vclock + demand, seq, att))
         self.cpu_busy = n + 1
         if not self._completing:
             self._retime()
@@ -286,7 +289,7 @@ class Container:
             if timer[0] == t:
                 return
             self.kernel.cancel(timer)
-        self._cpu_timer = self.kernel.call_at(t, self._complete)
+        self._cpu_timer = self.kernel.call_at(t, self._complete_cb)
 
     def reshare(self) -> None:
         """Something outside changed the shares (steal, the VM's load): re-time the phase."""
@@ -300,10 +303,10 @@ class Container:
         """The timer: every attempt whose demand is met leaves the CPU phase."""
         self._cpu_timer = None
         now = self.kernel.now
-        self.vclock += (now - self.vstamp) * self.vrate
+        self.vclock = vclock = self.vclock + (now - self.vstamp) * self.vrate
         self.vstamp = now
         ps = self.ps
-        limit = self.vclock + DONE
+        limit = vclock + DONE
         pop = heapq.heappop
         att = pop(ps)[2]
         att.cpu = False
@@ -317,8 +320,13 @@ class Container:
             done = None
         self.cpu_busy = len(ps)
         self._completing = True
-        if done is None:
-            self._cpu_done(att)
+        if done is None:  # _cpu_done, inline (the common case: one attempt at a time)
+            endpoint = att.req.endpoint
+            db = self.db
+            if endpoint == STATIC or db is None:
+                self._finish(att, True, "")
+            else:
+                db.submit(att, endpoint == WRITE, self._finish_cb)
         else:
             for att in done:
                 if att in self.jobs:  # an earlier one's answer may have crashed it
@@ -327,19 +335,17 @@ class Container:
         self._retime()
 
     def _cpu_done(self, att: Attempt) -> None:
-        db = self.cluster.db
+        db = self.db
         endpoint = att.req.endpoint
         if endpoint == STATIC or db is None:
             self._finish(att, True, "")
         else:
-            db.submit(att, endpoint == WRITE, self._db_done)
-
-    def _db_done(self, att: Attempt, ok: bool, cause: str) -> None:
-        if att in self.jobs:  # else the container died while the database worked on it
-            self._finish(att, ok, cause)
+            db.submit(att, endpoint == WRITE, self._finish_cb)
 
     def _finish(self, att: Attempt, ok: bool, cause: str) -> None:
-        self.jobs.pop(att, None)
+        """``att``'s answer leaves the container (the database's answer comes here too)."""
+        if self.jobs.pop(att, 0) is not None:
+            return  # not held: the container died while the database worked on it
         self.busy -= 1
         if ok:
             self.completed += 1

@@ -320,6 +320,9 @@ class DatabaseTier(Replication):
         self.restoring = False
         self.on_ack: Callable[[Write], None] | None = None
         """Observer of every acknowledged write (recorders and tests)."""
+        self._commit_cb = self._commit
+        self._read_done_cb = self._read_done
+        """Bound once: scheduling a bound method per query would allocate it anew."""
         kernel.call_later(1.0, self._housekeeping)
 
     # -- the app's entry point --------------------------------------------------------------
@@ -340,8 +343,10 @@ class DatabaseTier(Replication):
             self._open[op] = now + timeout
             if self._deadline_timer is None:
                 self._deadline_timer = self.kernel.call_at(now + timeout, self._expire)
-        delay = self.app_link.delay(now)
-        if delay <= FOLD_LIMIT and node.busy < node.pool and node.serving():
+        link = self.app_link  # Link.delay inline (see Link.simple)
+        delay = link.lo + link.draw() * link.span if link.simple else link.delay(now)
+        if (delay <= FOLD_LIMIT and node.busy < node.pool and node._up
+                and node._state not in NOT_SERVING):  # node.serving(), inline
             self._start(op, delay)  # a free connection: fold the trip into the query's event
         else:
             self.kernel.call_later(delay, self._arrive, op)
@@ -406,7 +411,9 @@ class DatabaseTier(Replication):
                 self._rr += 1
                 node = replicas[self._rr % len(replicas)]
                 mine = self.client_lsn.get(client, 0) if self.cfg.read_your_writes else 0
-                if (not mine or mine <= node.applied
+                # ``applied`` only grows, and looking brings the lazily applied log up to date
+                # (no change to the model): look only when the last position known falls short
+                if (not mine or mine <= node._applied or mine <= node.applied
                         or not self.app_reachable(self.leader_node())):
                     return node
         return self._route_write()
@@ -432,10 +439,10 @@ class DatabaseTier(Replication):
         node.inflight[op] = None
         if op.write:  # exponential times, as expovariate draws them
             cpu = -_log(1.0 - self._random()) * self.cfg.write
-            self.kernel.call_later(lead + cpu + self.cfg.fsync * node.disk, self._commit, op)
+            self.kernel.call_later(lead + cpu + self.cfg.fsync * node.disk, self._commit_cb, op)
         else:
             t = -_log(1.0 - self._random()) * self.cfg.read * node.disk
-            self.kernel.call_later(lead + t, self._read_done, op)
+            self.kernel.call_later(lead + t, self._read_done_cb, op)
 
     def _release(self, op: Op) -> bool:
         """Free the op's connection; False if the node lost it meanwhile (crash, restore)."""
@@ -454,7 +461,7 @@ class DatabaseTier(Replication):
         node.reads += 1
         if node._role == "replica":
             newest = self.key_lsn.get(op.att.req.key, 0)
-            if newest and newest > node.applied:
+            if newest and newest > node._applied and newest > node.applied:  # as in _route_read
                 node.stale_reads += 1
                 self.stale_reads += 1
         self._answer(op, True, "")
@@ -509,7 +516,8 @@ class DatabaseTier(Replication):
     def _answer(self, op: Op, ok: bool, cause: str) -> None:
         """Send the answer back over the app-db link (a short trip goes into the slack)."""
         if not op.answered:
-            back = self.app_link.delay(self.kernel.now)
+            link = self.app_link  # Link.delay inline (see Link.simple)
+            back = link.lo + link.draw() * link.span if link.simple else link.delay(self.kernel.now)
             if back <= FOLD_LIMIT:
                 op.att.slack += back
                 op.answered = True

@@ -18,16 +18,16 @@ class Link:
         "_bandwidth",
         "_jitter",
         "_latency",
-        "_lo",
         "_loss",
-        "_random",
-        "_simple",
-        "_span",
         "busy_until",
+        "draw",
+        "lo",
         "name",
         "partitioned",
         "rng",
         "rto",
+        "simple",
+        "span",
     )
 
     def __init__(self, name: str, cfg: LinkConfig, rto: float, rng: random.Random) -> None:
@@ -40,17 +40,19 @@ class Link:
         self.rng = rng
         self.partitioned = False
         self.busy_until = 0.0
-        self._random = rng.random
-        self._simple = False
-        """Jitter within the latency, no loss, no bandwidth cap: the delay is ``_lo`` plus a
-        uniform draw over ``_span`` (the common case, one line)."""
-        self._lo = self._span = 0.0
+        self.draw = rng.random
+        self.simple = False
+        """Jitter within the latency, no loss, no bandwidth cap: the delay is ``lo`` plus
+        ``draw()`` times ``span``, the same as :meth:`delay` gives. The request path computes
+        that one line itself (``lo + draw() * span if simple else delay(now)``): a method call
+        per hop is a measurable share of a request's cost."""
+        self.lo = self.span = 0.0
         self._reshape()
 
     def _reshape(self) -> None:
-        self._lo = self._latency - self._jitter
-        self._span = 2.0 * self._jitter
-        self._simple = self._lo >= 0.0 and not self._loss and not self._bandwidth
+        self.lo = self._latency - self._jitter
+        self.span = 2.0 * self._jitter
+        self.simple = self.lo >= 0.0 and not self._loss and not self._bandwidth
 
     @property
     def latency(self) -> float:
@@ -115,12 +117,12 @@ class Link:
     def delay(self, now: float) -> float:
         """One-way delay of a message sent now: latency +- jitter, plus a retransmission
         timeout per lost packet (doubling), plus queueing behind a bandwidth cap."""
-        if self._simple:
-            return self._lo + self._random() * self._span
+        if self.simple:
+            return self.lo + self.draw() * self.span
         jitter = self._jitter
         d = self._latency
         if jitter:
-            d += (self._random() * 2.0 - 1.0) * jitter
+            d += (self.draw() * 2.0 - 1.0) * jitter
             if d < 0.0:
                 d = 0.0
         if self._loss:
@@ -133,13 +135,6 @@ class Link:
             self.busy_until = start + 1.0 / self._bandwidth
             d += self.busy_until - now
         return d
-
-
-class CacheEntry:
-    __slots__ = ("expires",)
-
-    def __init__(self, expires: float) -> None:
-        self.expires = expires
 
 
 class Edge:
@@ -157,7 +152,8 @@ class Edge:
         self.stale_if_error = cfg.stale_if_error
         self.up = True
         self.down_since = 0.0
-        self.cache: OrderedDict[int, CacheEntry] = OrderedDict()
+        self.cache: OrderedDict[int, float] = OrderedDict()
+        """Key -> when its copy expires, least recently used first."""
         self.inflight: dict[int, Request] = {}
         self.hits = 0
         self.misses = 0
@@ -188,9 +184,10 @@ class Edge:
 
     def lookup(self, key: int, now: float) -> bool:
         """True on a fresh hit (and refresh its LRU position)."""
-        entry = self.cache.get(key)
-        if entry is not None and entry.expires > now:
-            self.cache.move_to_end(key)
+        cache = self.cache
+        expires = cache.get(key)
+        if expires is not None and expires > now:
+            cache.move_to_end(key)
             self.hits += 1
             return True
         self.misses += 1
@@ -202,14 +199,14 @@ class Edge:
     def store(self, key: int, now: float) -> None:
         if self.capacity <= 0 or self.ttl <= 0:
             return
-        entry = self.cache.get(key)
-        if entry is None:
-            self.cache[key] = CacheEntry(now + self.ttl)
-            if len(self.cache) > self.capacity:
-                self.cache.popitem(last=False)
+        cache = self.cache
+        if key not in cache:
+            cache[key] = now + self.ttl
+            if len(cache) > self.capacity:
+                cache.popitem(last=False)
         else:
-            entry.expires = now + self.ttl
-            self.cache.move_to_end(key)
+            cache[key] = now + self.ttl  # a new value keeps its place: move it to the end
+            cache.move_to_end(key)
 
     def purge(self) -> int:
         n = len(self.cache)

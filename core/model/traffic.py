@@ -7,6 +7,7 @@ import bisect
 import itertools
 import math
 import random
+from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,18 +24,16 @@ ENDPOINTS = ("static", "read", "write")
 
 
 class Request:
-    """One client request, from arrival to its final answer (possibly after retries)."""
+    """One client request, from arrival to its final answer (possibly after retries), or a CDN
+    edge's origin fetch (``waiters`` set)."""
 
     __slots__ = (
         "attempts",
-        "cause",
         "client",
         "edge",
         "endpoint",
-        "fetch",
         "id",
         "key",
-        "ok",
         "region",
         "slack",
         "t0",
@@ -43,7 +42,8 @@ class Request:
     )
 
     def __init__(
-        self, rid: int, t0: float, region: Region, endpoint: int, key: int, client: int
+        self, rid: int, t0: float, region: Region, endpoint: int, key: int, client: int,
+        edge: Edge | None = None,
     ) -> None:
         self.id = rid
         self.t0 = t0
@@ -51,18 +51,21 @@ class Request:
         self.endpoint = endpoint
         self.key = key
         self.client = client
+        self.edge = edge
         self.attempts = 0
         self.tried: list[str] | None = None
-        """Backends already tried (set by the balancer on its first dispatch)."""
-        self.edge: Edge | None = None
-        self.fetch = False
-        """True for a CDN edge's origin fetch (not a client request of its own)."""
+        """Backends already tried (set by the balancer on its first retry)."""
         self.waiters: list[Request] | None = None
-        self.ok = False
-        self.cause = ""
+        """A CDN edge's origin fetch: the client requests waiting for it (None for a client
+        request)."""
         self.slack = 0.0
         """Short trips folded into earlier events: its answer reaches the client this much
         later than the events it went through say."""
+
+    @property
+    def fetch(self) -> bool:
+        """True for a CDN edge's origin fetch (not a client request of its own)."""
+        return self.waiters is not None
 
 
 class Zipf:
@@ -75,12 +78,16 @@ class Zipf:
     def __init__(self, n: int, s: float) -> None:
         weights = [1.0 / (k + 1) ** s for k in range(n)]
         total = math.fsum(weights)
-        self.cdf: list[float] = list(itertools.accumulate(w / total for w in weights))
-        self.cdf[-1] = 1.0
+        cdf = list(itertools.accumulate(w / total for w in weights))
+        cdf[-1] = 1.0
         self.slots = min(max(n, 16), 65_536)
+        guide = [bisect.bisect_left(cdf, j / self.slots) for j in range(self.slots + 1)]
+        guide.append(n - 1)  # for u that rounds to 1.0
+        # Flat arrays rather than lists of boxed numbers: a draw lands anywhere in the tables,
+        # and a compact table stays in the CPU's caches.
+        self.cdf = array("d", cdf)
+        self.guide = array("l", guide)
         """guide[j] is the first rank whose CDF reaches j / slots."""
-        self.guide = [bisect.bisect_left(self.cdf, j / self.slots) for j in range(self.slots + 1)]
-        self.guide.append(n - 1)  # for u that rounds to 1.0
 
     def draw(self, rng: random.Random) -> int:
         return self.rank(rng.random())
@@ -160,6 +167,8 @@ class Region:
         """mmpp: the quiet state's rate as a fraction of the mean rate."""
         self._draw_rate = 0.0
         """The rate the pending arrival was drawn at (events per second of the process)."""
+        self._arrive_cb = self._arrive
+        """The bound method, made once (scheduling one per arrival would allocate it anew)."""
 
     def start(self) -> None:
         if self.kind == "mmpp":
@@ -197,7 +206,7 @@ class Region:
         self.kernel.cancel(self._next)
         self._next = None
         if draw > 0.0:
-            self._next = self.kernel.call_later(self.rng.expovariate(draw), self._arrive)
+            self._next = self.kernel.call_later(self.rng.expovariate(draw), self._arrive_cb)
 
     def _tick(self, _: object) -> None:
         self.reschedule()
@@ -220,7 +229,7 @@ class Region:
     def _arrive(self, _: object) -> None:
         # an exponential gap, as expovariate draws it, without its call
         gap = -_log(1.0 - self._random()) / self._draw_rate
-        self._next = self.kernel.call_later(gap, self._arrive)
+        self._next = self.kernel.call_later(gap, self._arrive_cb)
         if self.kind == "batch":
             # geometric batch size with mean 1 / batch_p, by inversion
             u = 1.0 - self._bursts.random()

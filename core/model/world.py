@@ -76,8 +76,10 @@ class World:
             region.edge = self.edges[f"edge-{r}"]
             region.client_link = self.client_links[r]
             region.edge_link = self.edge_links[r]
+        # the request path's callbacks, bound once (each scheduling would allocate them anew)
+        self._at_edge_cb = self._at_edge
+        self._receive = self.balancer.receive
         # request-level accounting
-        self._rid = 0
         self.arrived = 0
         self.completed = 0
         self.failed = 0
@@ -235,8 +237,7 @@ class World:
         return None, 0.0
 
     def arrive(self, region: Region) -> None:
-        kernel = self.kernel
-        now = kernel.now
+        now = self.kernel.now
         # the request's endpoint (by the mix), key (Zipf) and client, from the region's stream
         random = region._random
         u = random()
@@ -246,32 +247,34 @@ class World:
         j = int(u * zipf.slots)  # Zipf.rank, inline: a bisection within the guide's range
         key = bisect_left(zipf.cdf, u, zipf.guide[j], zipf.guide[j + 1] + 1)
         client = int(random() * region.clients)
-        self._rid += 1
-        req = Request(self._rid, now, region, endpoint, key, client)
-        self.arrived += 1
+        self.arrived = rid = self.arrived + 1
         edge = region.edge
-        assert edge is not None and region.client_link is not None
+        assert edge is not None
         penalty = 0.0
         if not edge.up:
             edge, penalty = self._edge_for(region.name)
-            if edge is None:
-                self.finish(req, False, "edge_down", self.connect_timeout)
-                return
+        req = Request(rid, now, region, endpoint, key, client, edge)
+        if edge is None:
+            self.finish(req, False, "edge_down", self.connect_timeout)
+            return
         clink = region.client_link
+        assert clink is not None
         if clink.partitioned:
             self.finish(req, False, "partition", self.connect_timeout)
             return
-        delay = clink.delay(now) + penalty
-        req.edge = edge
+        # Link.delay inline (see Link.simple), here and on the rest of the request path
+        delay = penalty + (
+            clink.lo + clink.draw() * clink.span if clink.simple else clink.delay(now))
         edge.seen += 1
         if endpoint == STATIC and self.cdn_enabled:
-            kernel.call_later(delay, self._at_edge, req)
+            self.kernel.call_later(delay, self._at_edge_cb, req)
             return
         elink = edge.uplink
         if elink.partitioned:
             self.finish(req, False, "partition", delay + self.connect_timeout)
         else:
-            kernel.call_later(delay + elink.delay(now), self.balancer.receive, req)
+            delay += elink.lo + elink.draw() * elink.span if elink.simple else elink.delay(now)
+            self.kernel.call_later(delay, self._receive, req)
 
     def _at_edge(self, req: Request) -> None:
         edge = req.edge
@@ -283,7 +286,8 @@ class World:
             self.finish(req, False, "edge_down", back.delay(now))
             return
         if edge.lookup(req.key, now):
-            self.finish(req, True, "", self.hit_latency + back.delay(now))
+            self.finish(req, True, "", self.hit_latency + (
+                back.lo + back.draw() * back.span if back.simple else back.delay(now)))
             return
         if edge.collapse:
             fetch = edge.inflight.get(req.key)
@@ -292,9 +296,7 @@ class World:
                 fetch.waiters.append(req)
                 edge.collapsed += 1
                 return
-        fetch = Request(0, now, req.region, STATIC, req.key, req.client)
-        fetch.fetch = True
-        fetch.edge = edge
+        fetch = Request(0, now, req.region, STATIC, req.key, req.client, edge)
         fetch.waiters = [req]
         if edge.collapse:
             edge.inflight[req.key] = fetch
@@ -303,7 +305,7 @@ class World:
         if elink.partitioned:
             self.kernel.call_later(self.connect_timeout, self._fetch_unreachable, fetch)
         else:
-            self.kernel.call_later(elink.delay(now), self.balancer.receive, fetch)
+            self.kernel.call_later(elink.delay(now), self._receive, fetch)
 
     def _fetch_unreachable(self, fetch: Request) -> None:
         self.reply(fetch, False, "partition")
@@ -313,22 +315,22 @@ class World:
         edge = req.edge
         assert edge is not None
         now = self.kernel.now
-        back = edge.uplink.delay(now)
-        if not req.fetch:
+        up = edge.uplink
+        back = up.lo + up.draw() * up.span if up.simple else up.delay(now)
+        if req.waiters is None:  # a client request: its answer goes on to the client
             clink = req.region.client_link
             assert clink is not None
-            self.finish(req, ok, cause, back + clink.delay(now))
+            back += clink.lo + clink.draw() * clink.span if clink.simple else clink.delay(now)
+            self.finish(req, ok, cause, back)
             return
-        req.ok = ok
-        req.cause = cause
-        self.kernel.call_later(back + req.slack, self._fetch_back, req)
+        self.kernel.call_later(back + req.slack, self._fetch_back, (req, ok, cause))
 
-    def _fetch_back(self, req: Request) -> None:
+    def _fetch_back(self, arg: tuple[Request, bool, str]) -> None:
         """An origin fetch's answer reaches its edge: cache it and answer the waiters."""
+        req, ok, cause = arg
         edge = req.edge
         assert edge is not None
         now = self.kernel.now
-        ok, cause = req.ok, req.cause
         if edge.inflight.get(req.key) is req:
             del edge.inflight[req.key]
         if ok:
@@ -338,7 +340,7 @@ class World:
         for w in req.waiters:
             clink = w.region.client_link
             assert clink is not None
-            d = clink.delay(now)
+            d = clink.lo + clink.draw() * clink.span if clink.simple else clink.delay(now)
             if ok:
                 self.finish(w, True, "", d)
             elif stale:
