@@ -110,6 +110,43 @@ class BalancerNode:
 class Balancer:
     """The active/standby pair and everything it decides."""
 
+    __slots__ = (
+        "_eligible",
+        "_lane",
+        "_lane_timeout",
+        "_lanes",
+        "_order",
+        "_ring",
+        "_ring_keys",
+        "_ring_stale",
+        "_rr",
+        "_timer",
+        "_wrr",
+        "active_node",
+        "algorithm",
+        "backends",
+        "budget_denied",
+        "cfg",
+        "connect_timeout",
+        "ejection_count",
+        "emit",
+        "forwarded",
+        "health_changes",
+        "inflight",
+        "kernel",
+        "link",
+        "nodes",
+        "reply",
+        "retried",
+        "retries",
+        "retries_inflight",
+        "retry_budget",
+        "rng",
+        "takeover_until",
+        "timeout",
+        "timeouts",
+    )
+
     def __init__(
         self,
         cfg: BalancerConfig,

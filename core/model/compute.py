@@ -57,6 +57,16 @@ back-off still moves the clock instead of looping at one instant."""
 
 
 class Host:
+
+    __slots__ = (
+        "cores",
+        "id",
+        "memory_gb",
+        "slowdown",
+        "steal",
+        "up",
+        "vms",
+    )
     def __init__(self, host_id: str, cores: int, memory_gb: float) -> None:
         self.id = host_id
         self.cores = cores
@@ -77,6 +87,19 @@ class Host:
 
 
 class Vm:
+
+    __slots__ = (
+        "boots",
+        "containers",
+        "host",
+        "id",
+        "idle_since",
+        "load",
+        "memory_gb",
+        "ready_at",
+        "state",
+        "vcpus",
+    )
     def __init__(self, vm_id: str, host: Host, vcpus: int, memory_gb: float) -> None:
         self.id = vm_id
         self.host = host
@@ -94,6 +117,62 @@ class Vm:
 
 class Container:
     """One application container: worker slots, a bounded queue, a memory limit."""
+
+    __slots__ = (
+        "_complete_cb",
+        "_completing",
+        "_cpu_timer",
+        "_finish_cb",
+        "_leak_timer",
+        "_ps_seq",
+        "_respond",
+        "_timer",
+        "backoff",
+        "busy",
+        "cluster",
+        "completed",
+        "cpu",
+        "cpu_busy",
+        "cpu_mark",
+        "cpu_prev",
+        "cpu_seconds",
+        "cpu_series",
+        "crash_after",
+        "crash_loop",
+        "created",
+        "db",
+        "done_meter",
+        "draws",
+        "error_meter",
+        "failed",
+        "hog",
+        "hog_fault",
+        "id",
+        "jobs",
+        "kernel",
+        "leak_rate",
+        "leaked",
+        "mark_time",
+        "mem_base",
+        "mem_limit",
+        "mem_per_req",
+        "partitioned",
+        "ps",
+        "qcap",
+        "queue",
+        "restarts",
+        "rng",
+        "running_since",
+        "started",
+        "state",
+        "vclock",
+        "vm",
+        "vm_share",
+        "vrate",
+        "vstamp",
+        "wait_total",
+        "workers",
+    )
 
     def __init__(self, cid: str, cluster: Cluster) -> None:
         cfg = cluster.cfg.container
@@ -544,6 +623,23 @@ class Container:
 
 class Cluster:
     """Hosts, the VM group and the container deployment, with placement and reconciliation."""
+
+    __slots__ = (
+        "_c_seq",
+        "_vm_seq",
+        "balancer",
+        "cfg",
+        "containers",
+        "db",
+        "draws",
+        "emit",
+        "hosts",
+        "kernel",
+        "replicas",
+        "vm_boots",
+        "vm_shutdowns",
+        "vms",
+    )
 
     def __init__(self, cfg: AppConfig, kernel: Kernel, emit: Emit, db: Database | None) -> None:
         self.cfg = cfg

@@ -133,6 +133,39 @@ class LogView:
 
 
 class DbNode:
+
+    __slots__ = (
+        "_applied",
+        "_apply_from",
+        "_apply_rate",
+        "_apply_t",
+        "_partition",
+        "_role",
+        "_state",
+        "_up",
+        "applying",
+        "branch",
+        "busy",
+        "confirmed",
+        "digest",
+        "disk",
+        "end",
+        "fence_handle",
+        "id",
+        "inflight",
+        "last_renew",
+        "ops",
+        "pool",
+        "queue",
+        "reads",
+        "shipment",
+        "skew",
+        "stale_reads",
+        "tier",
+        "timeline",
+        "waiting",
+        "writes",
+    )
     def __init__(self, node_id: str, role: str, cfg: DatabaseConfig, tier: DatabaseTier,
                  branch: Branch) -> None:
         self.tier = tier
@@ -263,6 +296,52 @@ class DbNode:
 class DatabaseTier(Replication):
     """Nodes, routing, queries and replication. ``failover`` and ``backup`` are attached by
     the world once built (they need the tier)."""
+
+    __slots__ = (
+        "_commit_cb",
+        "_deadline_timer",
+        "_open",
+        "_random",
+        "_read_done_cb",
+        "_readers",
+        "_rr",
+        "_semi_timer",
+        "_wid",
+        "_writers",
+        "acked",
+        "acked_lsn",
+        "app_link",
+        "archive_history",
+        "cfg",
+        "client_lsn",
+        "conflicts",
+        "connect_timeout",
+        "degraded",
+        "emit",
+        "epoch",
+        "failovers",
+        "fencing",
+        "k",
+        "kernel",
+        "key_lsn",
+        "last_promotion",
+        "leader",
+        "lease_expiry",
+        "lost",
+        "lost_writes",
+        "mode",
+        "nodes",
+        "on_ack",
+        "optime",
+        "reclones",
+        "repl_link",
+        "restoring",
+        "rewound",
+        "rng",
+        "sink",
+        "stale_reads",
+        "timeouts",
+    )
 
     def __init__(self, cfg: DatabaseConfig, kernel: Kernel, emit: Emit, app_link: Link,
                  repl_link: Link, connect_timeout: float) -> None:

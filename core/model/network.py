@@ -143,6 +143,29 @@ class Edge:
     The hit ratio is never configured; it emerges from key popularity, capacity and TTL.
     """
 
+    __slots__ = (
+        "cache",
+        "capacity",
+        "collapse",
+        "collapsed",
+        "down_since",
+        "fetches",
+        "hit_meter",
+        "hits",
+        "id",
+        "inflight",
+        "lookup_meter",
+        "misses",
+        "region",
+        "requests",
+        "seen",
+        "stale_if_error",
+        "stale_served",
+        "ttl",
+        "up",
+        "uplink",
+    )
+
     def __init__(self, region: str, cfg: CdnConfig, uplink: Link) -> None:
         self.id = f"edge-{region}"
         self.region = region

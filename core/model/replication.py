@@ -39,6 +39,8 @@ class Shipment:
 class Replication:
     """Log shipping, applying and retention (the tier's state is declared here for them)."""
 
+    __slots__ = ()  # the tier declares them
+
     cfg: DatabaseConfig
     kernel: Kernel
     emit: Emit

@@ -126,6 +126,32 @@ class Region:
     switches between a quiet and a burst state whose rates average to the region's rate.
     """
 
+    __slots__ = (
+        "_arrive_cb",
+        "_bursts",
+        "_draw_rate",
+        "_next",
+        "_quiet",
+        "_random",
+        "batch_p",
+        "bursting",
+        "cfg",
+        "client_link",
+        "clients",
+        "edge",
+        "edge_link",
+        "kernel",
+        "kind",
+        "multiplier",
+        "name",
+        "on_arrival",
+        "p_read",
+        "p_static",
+        "rate",
+        "rng",
+        "zipf",
+    )
+
     def __init__(
         self,
         name: str,

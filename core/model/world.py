@@ -34,6 +34,41 @@ CROSS_REGION = 0.05
 class World:
     """Everything the engine simulates, plus the request-level counters."""
 
+    __slots__ = (
+        "_at_edge_cb",
+        "_own_edge",
+        "_receive",
+        "arrivals",
+        "arrived",
+        "autoscaler",
+        "backups",
+        "balancer",
+        "cdn_enabled",
+        "client_links",
+        "cluster",
+        "completed",
+        "connect_timeout",
+        "db",
+        "dns_failover",
+        "done",
+        "edge_links",
+        "edges",
+        "emit",
+        "errors",
+        "errors_meter",
+        "failed",
+        "failover",
+        "hit_latency",
+        "kernel",
+        "links",
+        "p99_series",
+        "recent",
+        "regions",
+        "scenario",
+        "slo",
+        "sojourn_total",
+    )
+
     def __init__(self, scenario: Scenario, kernel: Kernel, emit: Emit) -> None:
         self.scenario = scenario
         self.kernel = kernel
