@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable
-from itertools import accumulate
-from operator import add, sub
+from functools import reduce
+from itertools import accumulate, repeat
+from operator import add, mul, sub
 
 RELATIVE_ACCURACY = 0.009
 """Worst relative error of a quantile for values in [:data:`MIN_VALUE`, :data:`MAX_VALUE`]."""
@@ -111,6 +113,32 @@ class Histogram:
         else:
             self._counts[0] += 1
 
+    def record_all(self, values: list[float]) -> None:
+        """Add every value in ``values``, exactly as :meth:`record` would one at a time, in a
+        few passes over the list that run in C (the per-request path only appends)."""
+        if not values:
+            return
+        lo = min(values)
+        hi = max(values)
+        try:
+            if not MIN_VALUE <= lo <= hi <= MAX_VALUE:
+                raise ValueError("outside the clamp-free range")
+            # _ceil(_log(value) * _K) per value, as record computes it (the offset added after)
+            ranks = Counter(map(_ceil, map(mul, map(_log, values), repeat(_K))))
+        except (ValueError, OverflowError):  # zeros, negatives, NaN, extremes: one at a time
+            for value in values:
+                self.record(value)
+            return
+        counts = self._counts
+        for rank, n in ranks.items():
+            counts[rank + _OFFSET] += n
+        self.count += len(values)
+        self.total = reduce(add, values, self.total)  # left to right, as += would
+        if hi > self._max:
+            self._max = hi
+        if lo < self._min:
+            self._min = lo
+
     @property
     def mean(self) -> float:
         """Mean of the values recorded (0 when empty)."""
@@ -184,7 +212,7 @@ class RollingHistogram:
     a query for an earlier ``now`` answers for the latest second seen.
     """
 
-    __slots__ = ("_agg", "_cur", "_head", "_next", "_ring", "_total", "window")
+    __slots__ = ("_agg", "_cur", "_head", "_next", "_pending", "_ring", "_total", "window")
 
     def __init__(self, window: int = 10, *, keep_total: bool = False) -> None:
         if window < 1:
@@ -200,8 +228,17 @@ class RollingHistogram:
         self._cur = self._ring[0]
         self._agg = [0] * _NBUCKETS
         """Bucket counts of the complete seconds still in the window."""
+        self._pending: list[float] = []
+        """Values of the current second not in its histogram yet: recording appends, and
+        whatever reads the histograms first files them all at once (Histogram.record_all)."""
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._cur.record_all(self._pending)
+            self._pending.clear()
 
     def _advance(self, second: int) -> None:
+        self._flush()
         head = self._head
         window = self.window
         cur = self._cur
@@ -232,28 +269,14 @@ class RollingHistogram:
         """Add ``value`` to the histogram of second ``int(now)``."""
         if now >= self._next:
             self._advance(int(now))
-        h = self._cur  # Histogram.record, inline: this runs once per request
-        h.count += 1
-        h.total += value
-        if value > h._max:
-            h._max = value
-        if value < h._min:
-            h._min = value
-        if value > 0.0:
-            i = _ceil(_log(value) * _K) + _OFFSET
-            if i < 1:
-                i = 1
-            elif i > _TOP:
-                i = _TOP
-            h._counts[i] += 1
-        else:
-            h._counts[0] += 1
+        self._pending.append(value)
 
     def quantiles(self, now: float, qs: Iterable[float]) -> list[float]:
         """Quantiles over the window ending at ``now`` (0 when it is empty)."""
         s = int(now)
         if s > self._head:
             self._advance(s)
+        self._flush()
         n = 0
         lo = math.inf
         hi = -math.inf
@@ -283,6 +306,7 @@ class RollingHistogram:
         """Everything recorded so far (needs ``keep_total``), as one new :class:`Histogram`."""
         if self._total is None:
             raise ValueError("RollingHistogram: created without keep_total")
+        self._flush()
         out = self._total.copy()
         out.merge(self._cur)
         return out
@@ -292,6 +316,7 @@ class RollingHistogram:
         s = int(now)
         if s > self._head:
             self._advance(s)
+        self._flush()
         out = Histogram()
         for h in self._ring:
             if h.count:
@@ -304,6 +329,7 @@ class RollingHistogram:
         current = int(now)
         if current > self._head:
             self._advance(current)
+        self._flush()
         if not self._head - self.window < s <= self._head:
             return None
         h = self._ring[s % self.window]
@@ -314,6 +340,7 @@ class RollingHistogram:
         s = int(now)
         if s > self._head:
             self._advance(s)
+        self._flush()
         return sum(h.count for h in self._ring)
 
 

@@ -121,6 +121,7 @@ class Balancer:
         "_ring_stale",
         "_rr",
         "_timer",
+        "_vip_from",
         "_wrr",
         "active_node",
         "algorithm",
@@ -166,6 +167,9 @@ class Balancer:
         self.nodes = [BalancerNode(node_id) for node_id in PAIR]
         self.active_node = 0
         self.takeover_until = 0.0
+        self._vip_from = 0.0
+        """When the VIP forwards from: ``takeover_until`` while the active node is up, else
+        never (one comparison per request)."""
         self.algorithm: str = cfg.algorithm
         self.timeout = cfg.timeout
         self.retries = cfg.retries
@@ -257,7 +261,10 @@ class Balancer:
             self.timeout = timeout
 
     def available(self) -> bool:
-        return self.nodes[self.active_node].up and self.kernel.now >= self.takeover_until
+        return self.kernel.now >= self._vip_from
+
+    def _vip_changed(self) -> None:
+        self._vip_from = self.takeover_until if self.nodes[self.active_node].up else math.inf
 
     def fail_node(self, node_id: str) -> None:
         node = self.node(node_id)
@@ -267,12 +274,11 @@ class Balancer:
         if not node.up:
             return
         node.up = False
+        other = 1 - idx
         if idx != self.active_node:
             self.emit("warning", node.id, "lb_down", f"{node.id} (standby) failed",
                       "the pair has no redundancy until it returns")
-            return
-        other = 1 - idx
-        if self.nodes[other].up:
+        elif self.nodes[other].up:
             self.active_node = other
             self.takeover_until = self.kernel.now + self.cfg.vip_takeover
             self.emit("error", node.id, "lb_down", f"{node.id} (active) failed",
@@ -281,6 +287,7 @@ class Balancer:
         else:
             self.emit("error", node.id, "lb_down", f"{node.id} failed with its peer down",
                       "no balancer holds the VIP: every request fails")
+        self._vip_changed()
 
     def _takeover_done(self, idx: int) -> None:
         if self.active_node == idx and self.nodes[idx].up:
@@ -303,6 +310,7 @@ class Balancer:
         else:
             self.emit("info", node.id, "lb_up", f"{node.id} is back as standby",
                       "the pair is redundant again")
+        self._vip_changed()
 
     # -- forwarding -------------------------------------------------------------------------
 
@@ -310,8 +318,8 @@ class Balancer:
         """A request (or its retry: it has made an attempt already) reaches the VIP."""
         kernel = self.kernel
         now = kernel.now
-        if not self.nodes[self.active_node].up or now < self.takeover_until:
-            self.reply(req, False, "lb_down")  # not available()
+        if now < self._vip_from:  # not available()
+            self.reply(req, False, "lb_down")
             return
         backend = self.pick(req)
         if backend is None:
