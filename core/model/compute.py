@@ -39,6 +39,8 @@ DRAINING = "draining"
 BACKOFF = "backoff"
 TERMINATED = "terminated"
 
+_log = math.log
+
 FOLD_LIMIT = 0.001
 """A link delay up to this is folded: the attempt starts on the container at once and the delay
 is added to its answer's trip (its state changes land at most this early); a longer one gets an
@@ -124,7 +126,7 @@ class Container:
         "_cpu_timer",
         "_finish_cb",
         "_leak_timer",
-        "_ps_seq",
+        "_random",
         "_respond",
         "_timer",
         "backoff",
@@ -144,6 +146,7 @@ class Container:
         "done_meter",
         "draws",
         "error_meter",
+        "exp_means",
         "failed",
         "hog",
         "hog_fault",
@@ -181,6 +184,8 @@ class Container:
         self.kernel = cluster.kernel
         self.rng = cluster.kernel.rng(f"container:{cid}")
         self.draws = cluster.draws
+        self.exp_means = cluster.exp_means
+        self._random = self.rng.random
         self.db = cluster.db
         self._respond = cluster.respond if cluster.balancer is None else cluster.balancer.respond
         """Answers go to the balancer (straight to it once there is one)."""
@@ -205,7 +210,7 @@ class Container:
         self.cpu_busy = 0
         """Attempts in their CPU phase (sharing the cores)."""
         self.ps: list[tuple[float, int, Attempt]] = []
-        """The CPU phase as a heap of (virtual time its demand is met, order, attempt)."""
+        """The CPU phase as a heap of (virtual time its demand is met, start number, attempt)."""
         self.vclock = 0.0
         """Virtual time: the CPU seconds each attempt in the phase has received (at ``vstamp``)."""
         self.vstamp = 0.0
@@ -213,7 +218,6 @@ class Container:
         """Virtual seconds per second: each attempt's share of a core now."""
         self.vm_share = 0.0
         """Cores it asks of its VM (counted in the VM's load)."""
-        self._ps_seq = 0
         self._cpu_timer: Handle | None = None
         self._completing = False
         """Inside a completion: starts reschedule the timer once, at its end."""
@@ -308,7 +312,11 @@ class Container:
             self.wait_total += wait
         self.busy += 1
         self.jobs[att] = None
-        demand = self.draws[att.req.endpoint](self.rng)
+        endpoint = att.req.endpoint
+        mean = self.exp_means[endpoint]
+        # the default shape drawn here, as service.sampler's exponential draws it (one call less
+        # per request); other shapes through their sampler
+        demand = -_log(1.0 - self._random()) * mean if mean else self.draws[endpoint](self.rng)
         self.cpu_seconds += demand
         att.cpu = True
         n = self.cpu_busy
@@ -316,8 +324,7 @@ class Container:
         vclock = self.vclock + (now - self.vstamp) * self.vrate if n else 0.0
         self.vclock = vclock
         self.vstamp = now
-        self._ps_seq = seq = self._ps_seq + 1
-        heapq.heappush(self.ps, (vclock + demand, seq, att))
+        heapq.heappush(self.ps, (vclock + demand, self.started, att))  # started: a tie-break
         self.cpu_busy = n + 1
         if not self._completing:
             self._retime()
@@ -633,6 +640,7 @@ class Cluster:
         "db",
         "draws",
         "emit",
+        "exp_means",
         "hosts",
         "kernel",
         "replicas",
@@ -662,6 +670,10 @@ class Cluster:
         self.draws = [sampler(getattr(svc, e), svc.distribution.get(e, EXPONENTIAL))
                       for e in ENDPOINTS]
         """Per endpoint: draws a request's CPU demand."""
+        self.exp_means = [
+            mean if mean > 0.0 and svc.distribution.get(e, EXPONENTIAL).kind == "exponential"
+            else 0.0 for e, mean in ((e, getattr(svc, e)) for e in ENDPOINTS)]
+        """Per endpoint: the mean of an exponential demand, or 0 for another shape."""
 
     def start(self, balancer: Balancer) -> None:
         self.balancer = balancer

@@ -534,9 +534,12 @@ class DatabaseTier(Replication):
         return False
 
     def _read_done(self, op: Op) -> None:
-        if not self._release(op):
-            return
         node = op.node
+        if node.inflight.pop(op, 0) is not None:  # _release, inline (once per read)
+            return
+        node.busy -= 1
+        if node.queue and node.serving():
+            self._start(node.queue.popleft())
         node.reads += 1
         if node._role == "replica":
             newest = self.key_lsn.get(op.att.req.key, 0)

@@ -74,13 +74,16 @@ class Replication:
         """Send the primary's new records towards its replicas: one message on the db-repl
         link, delivered in order (a record that cannot overtake the message before it rides
         along with it)."""
+        link = self.repl_link
+        if not primary._up or primary._partition or link.partitioned:
+            return  # (the primary's half of linked(), for every replica at once)
         for r in self.nodes.values():
-            if r is not primary and r._role == "replica" and self.linked(primary, r):
+            if r is not primary and r._role == "replica" and r._up and not r._partition:
                 break
         else:
             return
-        now = self.kernel.now
-        at = now + self.repl_link.delay(now)
+        now = self.kernel.now  # Link.delay inline (see Link.simple)
+        at = now + (link.lo + link.draw() * link.span if link.simple else link.delay(now))
         last = primary.shipment
         if last is not None and at <= last.at:
             last.upto = primary.end
@@ -93,15 +96,17 @@ class Replication:
         primary = ship.primary
         if primary.shipment is ship:
             primary.shipment = None
-        if primary._role != "primary":
-            return
+        if (primary._role != "primary" or not primary._up or primary._partition
+                or self.repl_link.partitioned):
+            return  # (the primary's half of linked(), for every replica at once)
         for r in self.nodes.values():
-            if r._role == "replica" and not r._state and self.linked(primary, r):
+            if r._role == "replica" and not r._state and r._up and not r._partition:
                 self._receive(r, primary, ship.upto)
 
     def _receive(self, r: DbNode, primary: DbNode, upto: int) -> None:
         """``r`` receives ``primary``'s history up to ``upto``, unless it has diverged."""
-        upto = min(upto, primary.end)
+        if upto > primary.end:
+            upto = primary.end
         if upto <= r.end:
             return
         if r.branch is not primary.branch and self.common(r, primary) < r.end:
