@@ -7,7 +7,6 @@ import bisect
 import itertools
 import math
 import random
-from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -78,16 +77,12 @@ class Zipf:
     def __init__(self, n: int, s: float) -> None:
         weights = [1.0 / (k + 1) ** s for k in range(n)]
         total = math.fsum(weights)
-        cdf = list(itertools.accumulate(w / total for w in weights))
-        cdf[-1] = 1.0
+        self.cdf: list[float] = list(itertools.accumulate(w / total for w in weights))
+        self.cdf[-1] = 1.0
         self.slots = min(max(n, 16), 65_536)
-        guide = [bisect.bisect_left(cdf, j / self.slots) for j in range(self.slots + 1)]
-        guide.append(n - 1)  # for u that rounds to 1.0
-        # Flat arrays rather than lists of boxed numbers: a draw lands anywhere in the tables,
-        # and a compact table stays in the CPU's caches.
-        self.cdf = array("d", cdf)
-        self.guide = array("l", guide)
         """guide[j] is the first rank whose CDF reaches j / slots."""
+        self.guide = [bisect.bisect_left(self.cdf, j / self.slots) for j in range(self.slots + 1)]
+        self.guide.append(n - 1)  # for u that rounds to 1.0
 
     def draw(self, rng: random.Random) -> int:
         return self.rank(rng.random())

@@ -12,6 +12,7 @@ counts the requests not answered yet.
 from __future__ import annotations
 
 from bisect import bisect_left
+from math import floor
 
 from stackyard.core.config import Scenario
 from stackyard.core.kernel import Kernel
@@ -279,9 +280,11 @@ class World:
         endpoint = STATIC if u < region.p_static else READ if u < region.p_read else WRITE
         u = random()
         zipf = region.zipf
-        j = int(u * zipf.slots)  # Zipf.rank, inline: a bisection within the guide's range
+        # Zipf.rank, inline: a bisection within the guide's range (floor is int() for these
+        # non-negative numbers, without a type call)
+        j = floor(u * zipf.slots)
         key = bisect_left(zipf.cdf, u, zipf.guide[j], zipf.guide[j + 1] + 1)
-        client = int(random() * region.clients)
+        client = floor(random() * region.clients)
         self.arrived = rid = self.arrived + 1
         edge = region.edge
         assert edge is not None
