@@ -116,6 +116,7 @@ class Balancer:
         "_lane_timeout",
         "_lanes",
         "_order",
+        "_ramped_at",
         "_ring",
         "_ring_keys",
         "_ring_stale",
@@ -177,6 +178,9 @@ class Balancer:
         self.backends: dict[str, Backend] = {}
         self._order: list[Backend] = []
         self._eligible: list[Backend] | None = None
+        self._ramped_at = math.inf
+        """When every eligible backend is past its slow start (pick's round robin is then a
+        plain rotation)."""
         self._rr = 0
         self._wrr: dict[str, float] = {}
         self._ring: list[tuple[int, Backend]] = []
@@ -231,6 +235,8 @@ class Balancer:
                 for b in self._order
                 if b.healthy and b.ejected_until <= now and b.container.serving()
             ]
+            self._ramped_at = max((b.added_at for b in self._eligible), default=0.0) + (
+                self.cfg.slow_start)
         return self._eligible
 
     def _rebuild_ring(self) -> None:
@@ -321,10 +327,18 @@ class Balancer:
         if now < self._vip_from:  # not available()
             self.reply(req, False, "lb_down")
             return
-        backend = self.pick(req)
-        if backend is None:
-            self.reply(req, False, "no_backend")
-            return
+        cands = self._eligible
+        if (cands is not None and now >= self._ramped_at and req.tried is None
+                and self.algorithm == "round_robin" and len(cands) > 1):
+            # pick()'s round robin when no backend is in its slow start: the common case, inline
+            self._rr = rr = self._rr + 1
+            backend = cands[rr % len(cands)]
+        else:
+            picked = self.pick(req)
+            if picked is None:
+                self.reply(req, False, "no_backend")
+                return
+            backend = picked
         retry = req.attempts != 0
         req.attempts += 1
         att = Attempt(req, backend, now, retry)

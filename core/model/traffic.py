@@ -155,6 +155,9 @@ class Region:
         kernel: Kernel,
         zipf: Zipf,
         on_arrival: Callable[[Region], None],
+        edge: Edge,
+        client_link: Link,
+        edge_link: Link,
     ) -> None:
         self.name = name
         self.cfg = cfg
@@ -172,10 +175,10 @@ class Region:
         self.rate = 0.0
         """Requests per second now (the long-run mean of a bursty process)."""
         self._next: Handle | None = None
-        # where its clients go (set by the world once its edges and links exist)
-        self.edge: Edge | None = None
-        self.client_link: Link | None = None
-        self.edge_link: Link | None = None
+        # where its clients go
+        self.edge = edge
+        self.client_link = client_link
+        self.edge_link = edge_link
         arrivals = cfg.arrivals
         self.kind = arrivals.kind
         self._bursts = kernel.rng(f"traffic:{name}:bursts")

@@ -105,13 +105,10 @@ class World:
         self.autoscaler = Autoscaler(scenario.app.autoscaler, kernel, self.cluster, emit)
         zipf = Zipf(scenario.traffic.keys, scenario.traffic.zipf_s)
         self.regions = {
-            r: Region(r, scenario.traffic.regions[r], scenario.traffic, kernel, zipf, self.arrive)
+            r: Region(r, scenario.traffic.regions[r], scenario.traffic, kernel, zipf, self.arrive,
+                      self.edges[f"edge-{r}"], self.client_links[r], self.edge_links[r])
             for r in regions
         }
-        for r, region in self.regions.items():
-            region.edge = self.edges[f"edge-{r}"]
-            region.client_link = self.client_links[r]
-            region.edge_link = self.edge_links[r]
         # the request path's callbacks, bound once (each scheduling would allocate them anew)
         self._at_edge_cb = self._at_edge
         self._receive = self.balancer.receive
@@ -287,7 +284,6 @@ class World:
         client = floor(random() * region.clients)
         self.arrived = rid = self.arrived + 1
         edge = region.edge
-        assert edge is not None
         penalty = 0.0
         if not edge.up:
             edge, penalty = self._edge_for(region.name)
@@ -296,7 +292,6 @@ class World:
             self.finish(req, False, "edge_down", self.connect_timeout)
             return
         clink = region.client_link
-        assert clink is not None
         if clink.partitioned:
             self.finish(req, False, "partition", self.connect_timeout)
             return
@@ -319,7 +314,6 @@ class World:
         assert edge is not None
         now = self.kernel.now
         back = req.region.client_link
-        assert back is not None
         if not edge.up:
             self.finish(req, False, "edge_down", back.delay(now))
             return
@@ -357,7 +351,6 @@ class World:
         back = up.lo + up.draw() * up.span if up.simple else up.delay(now)
         if req.waiters is None:  # a client request: its answer goes on to the client
             clink = req.region.client_link
-            assert clink is not None
             back += clink.lo + clink.draw() * clink.span if clink.simple else clink.delay(now)
             self.finish(req, ok, cause, back)
             return
@@ -377,7 +370,6 @@ class World:
         assert req.waiters is not None
         for w in req.waiters:
             clink = w.region.client_link
-            assert clink is not None
             d = clink.lo + clink.draw() * clink.span if clink.simple else clink.delay(now)
             if ok:
                 self.finish(w, True, "", d)
