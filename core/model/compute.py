@@ -69,6 +69,7 @@ class Host:
         "up",
         "vms",
     )
+
     def __init__(self, host_id: str, cores: int, memory_gb: float) -> None:
         self.id = host_id
         self.cores = cores
@@ -99,9 +100,11 @@ class Vm:
         "load",
         "memory_gb",
         "ready_at",
+        "roomy",
         "state",
         "vcpus",
     )
+
     def __init__(self, vm_id: str, host: Host, vcpus: int, memory_gb: float) -> None:
         self.id = vm_id
         self.host = host
@@ -111,10 +114,17 @@ class Vm:
         self.containers: list[Container] = []
         self.load = 0.0
         """Cores busy across its containers (each capped at its own limit)."""
+        self.roomy = True
+        """Its containers' CPU limits add up to no more than its vCPUs, so its load cannot
+        exceed them (placement keeps it so): no container needs to look at the load."""
         self.boots = 0
         """Boot attempts so far: a boot timer from an earlier attempt is ignored."""
         self.idle_since = 0.0
         self.ready_at = 0.0
+
+    def seated(self) -> None:
+        """Its containers changed: is it still roomy?"""
+        self.roomy = sum(c.cpu for c in self.containers) <= self.vcpus
 
 
 class Container:
@@ -356,7 +366,7 @@ class Container:
                 self.vm_share = want
                 before = vm.load
                 vm.load = before + delta
-                if before > vm.vcpus or vm.load > vm.vcpus:
+                if not vm.roomy and (before > vm.vcpus or vm.load > vm.vcpus):
                     for c in vm.containers:
                         if c is not self:
                             c.reshare()
@@ -367,8 +377,10 @@ class Container:
                 self.kernel.cancel(timer)
                 self._cpu_timer = None
             return
-        rate = self.share() if vm is None or vm.load > vm.vcpus or vm.host.steal else (
-            cpu / load if load > cpu else 1.0)
+        if vm is None or vm.host.steal or (not vm.roomy and vm.load > vm.vcpus):
+            rate = self.share()
+        else:
+            rate = cpu / load if load > cpu else 1.0
         self.vrate = rate
         t = self.vstamp + (ps[0][0] - self.vclock) / rate
         if timer is not None:
@@ -800,6 +812,7 @@ class Cluster:
                 break
             c.vm = vm
             vm.containers.append(c)
+            vm.seated()
             c.start()
             if self.balancer is not None:
                 b = self.balancer.backends.get(c.id)
@@ -835,6 +848,7 @@ class Cluster:
         c.stop("conn_reset")
         if c.vm is not None and c in c.vm.containers:
             c.vm.containers.remove(c)
+            c.vm.seated()
             if not c.vm.containers:
                 c.vm.idle_since = self.kernel.now
         self.containers.pop(c.id, None)

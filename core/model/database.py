@@ -166,6 +166,7 @@ class DbNode:
         "waiting",
         "writes",
     )
+
     def __init__(self, node_id: str, role: str, cfg: DatabaseConfig, tier: DatabaseTier,
                  branch: Branch) -> None:
         self.tier = tier
