@@ -99,14 +99,13 @@ class StorageSink(Protocol):
 class Op:
     """A query in flight on the database tier."""
 
-    __slots__ = ("answered", "att", "back", "done", "node", "write")
+    __slots__ = ("answered", "att", "done", "node", "write")
 
     def __init__(self, att: Attempt, write: bool, done: DbCallback, node: DbNode) -> None:
         self.att = att
         self.write = write
         self.done = done
         self.node = node
-        self.back = 0.0
         self.answered = False
         """The application has its answer (or gave up waiting): later answers are dropped."""
 
@@ -488,8 +487,8 @@ class DatabaseTier(Replication):
                 self._routes()
             replicas = self._readers
             if replicas:
-                self._rr += 1
-                node = replicas[self._rr % len(replicas)]
+                self._rr = rr = self._rr + 1
+                node = replicas[rr % len(replicas)]
                 mine = self.client_lsn.get(client, 0) if self.cfg.read_your_writes else 0
                 # ``applied`` only grows, and looking brings the lazily applied log up to date
                 # (no change to the model): look only when the last position known falls short

@@ -384,8 +384,9 @@ class World:
         (plus the trips folded into the request's earlier events). Nothing is decided on the
         way, so the request is counted now, with its latency to the moment it lands."""
         now = self.kernel.now
-        self.sojourn_total += now - req.t0
-        latency = now + delay + req.slack - req.t0
+        t0 = req.t0
+        self.sojourn_total += now - t0
+        latency = now + delay + req.slack - t0
         slo = self.slo
         slo.total += 1
         if ok:
