@@ -300,6 +300,7 @@ class DatabaseTier(Replication):
     __slots__ = (
         "_commit_cb",
         "_deadline_timer",
+        "_followers",
         "_open",
         "_random",
         "_read_done_cb",
@@ -355,6 +356,8 @@ class DatabaseTier(Replication):
         self._random = self.rng.random
         self._writers: list[DbNode] | None = None
         self._readers: list[DbNode] = []
+        self._followers: list[DbNode] = []
+        """Replicas that take the log from a primary they are linked with (its side aside)."""
         root = Branch(None, 0, 0)
         self.nodes: dict[str, DbNode] = {}
         for i in range(cfg.replicas + 1):
@@ -466,6 +469,8 @@ class DatabaseTier(Replication):
                    if n._role == "primary" and not n._state and self.app_reachable(n)]
         self._readers = [n for n in nodes
                          if n._role == "replica" and not n._state and self.app_reachable(n)]
+        self._followers = [n for n in nodes
+                           if n._role == "replica" and not n._state and n._up and not n._partition]
         self._writers = writers
         return writers
 

@@ -46,6 +46,8 @@ class Replication:
     emit: Emit
     repl_link: Link
     nodes: dict[str, DbNode]
+    _writers: list[DbNode] | None
+    _followers: list[DbNode]
     mode: str
     k: int
     degraded: bool
@@ -56,6 +58,9 @@ class Replication:
     _semi_timer: Handle | None
 
     def leader_node(self) -> DbNode:
+        raise NotImplementedError
+
+    def _routes(self) -> list[DbNode]:
         raise NotImplementedError
 
     def common(self, a: DbNode, b: DbNode) -> int:
@@ -99,9 +104,10 @@ class Replication:
         if (primary._role != "primary" or not primary._up or primary._partition
                 or self.repl_link.partitioned):
             return  # (the primary's half of linked(), for every replica at once)
-        for r in self.nodes.values():
-            if r._role == "replica" and not r._state and r._up and not r._partition:
-                self._receive(r, primary, ship.upto)
+        if self._writers is None:
+            self._routes()
+        for r in self._followers:  # replicas, in no transitional state, with their side linked
+            self._receive(r, primary, ship.upto)
 
     def _receive(self, r: DbNode, primary: DbNode, upto: int) -> None:
         """``r`` receives ``primary``'s history up to ``upto``, unless it has diverged."""
