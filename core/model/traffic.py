@@ -70,7 +70,8 @@ class Request:
 class Zipf:
     """Draws ranks 0..n-1 with P(k) proportional to 1/(k+1)^s, by bisecting a precomputed CDF
     within the narrow range a guide table gives for the draw (the same rank as a bisection of
-    the whole CDF, in a few comparisons instead of log2(n))."""
+    the whole CDF, in a few comparisons instead of log2(n); none when the range holds one rank,
+    as it does for most draws: the popular ranks span many slots)."""
 
     __slots__ = ("cdf", "guide", "slots")
 
@@ -90,7 +91,10 @@ class Zipf:
     def rank(self, u: float) -> int:
         """The rank for a uniform draw ``u`` in [0, 1)."""
         j = int(u * self.slots)
-        return bisect.bisect_left(self.cdf, u, self.guide[j], self.guide[j + 1] + 1)
+        first = self.guide[j]
+        if first == self.guide[j + 1]:  # guide[j + 1]'s CDF reaches (j + 1) / slots > u
+            return first
+        return bisect.bisect_left(self.cdf, u, first, self.guide[j + 1] + 1)
 
     def probability(self, k: int) -> float:
         return self.cdf[k] - (self.cdf[k - 1] if k else 0.0)

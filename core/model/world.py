@@ -277,10 +277,12 @@ class World:
         endpoint = STATIC if u < region.p_static else READ if u < region.p_read else WRITE
         u = random()
         zipf = region.zipf
-        # Zipf.rank, inline: a bisection within the guide's range (floor is int() for these
-        # non-negative numbers, without a type call)
+        # Zipf.rank, inline (floor is int() for these non-negative numbers, without a type call)
+        guide = zipf.guide
         j = floor(u * zipf.slots)
-        key = bisect_left(zipf.cdf, u, zipf.guide[j], zipf.guide[j + 1] + 1)
+        key = guide[j]
+        if key != guide[j + 1]:
+            key = bisect_left(zipf.cdf, u, key, guide[j + 1] + 1)
         client = floor(random() * region.clients)
         self.arrived = rid = self.arrived + 1
         edge = region.edge
