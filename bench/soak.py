@@ -20,7 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stackyard.core.engine import CommandError, Engine
-from stackyard.core.faults import CATALOGUE
+from stackyard.core.faults import FAULTS
 from stackyard.core.model.compute import TERMINATED
 from stackyard.core.protocol import Command
 from stackyard.core.scenario import load_builtin
@@ -36,9 +36,9 @@ def peak_rss_mb() -> float:
 
 
 def targets(engine: Engine, kind: str) -> list[str]:
-    """Current targets that fit fault ``kind``."""
+    """Current targets that fit fault ``kind`` ("" for one that takes none)."""
     w = engine.world
-    need = CATALOGUE[kind].target.rstrip("?")
+    action = FAULTS[kind]
     options: dict[str, list[str]] = {
         "container": [c.id for c in w.cluster.containers.values() if c.state != TERMINATED],
         "vm": list(w.cluster.vms),
@@ -48,19 +48,21 @@ def targets(engine: Engine, kind: str) -> list[str]:
         "balancer": ["lb-1", "lb-2"],
         "region": list(w.regions),
         "db": list(w.db.nodes) if w.db is not None else [],
-        "none": [""],
     }
-    options["node"] = options["container"] + options["edge"] + options["db"]
-    return options.get(need, [""])
+    found = [t for need in action.targets for t in options.get(need, [])]
+    if not action.targets or action.target_optional:
+        found.append("")
+    return found
 
 
 def inject(engine: Engine, rng: random.Random) -> str:
     """One random fault on a random target; returns a one-word summary."""
-    kind = rng.choice(sorted(CATALOGUE))
+    kind = rng.choice(sorted(FAULTS))
     choices = targets(engine, kind)
     if not choices:
         return "none"
-    params: dict[str, Any] = {"duration": rng.uniform(30.0, 120.0)}
+    params: dict[str, Any] = (
+        {"duration": rng.uniform(30.0, 120.0)} if FAULTS[kind].reversible else {})
     try:
         engine.apply(Command(kind, rng.choice(choices), params))
     except CommandError:

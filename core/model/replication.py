@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from math import floor
 from typing import TYPE_CHECKING
 
 from stackyard.core.config import DatabaseConfig
@@ -225,7 +226,8 @@ class Replication:
         """Bring ``r``'s apply position up to now."""
         if not r.applying:
             return
-        n = r._apply_from + int((self.kernel.now - r._apply_t) * r._apply_rate + 1e-9)
+        # (floor: int() of this non-negative number, without a type call)
+        n = r._apply_from + floor((self.kernel.now - r._apply_t) * r._apply_rate + 1e-9)
         if n >= r.end:
             n = r.end
             r.applying = False
