@@ -40,7 +40,8 @@ class Shipment:
 class Replication:
     """Log shipping, applying and retention (the tier's state is declared here for them)."""
 
-    __slots__ = ()  # the tier declares them
+    # what replication itself assigns; the tier declares the rest
+    __slots__ = ("_semi_timer", "degraded", "k", "mode", "reclones")
 
     cfg: DatabaseConfig
     kernel: Kernel

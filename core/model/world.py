@@ -285,9 +285,9 @@ class World:
             key = bisect_left(zipf.cdf, u, key, guide[j + 1] + 1)
         client = floor(random() * region.clients)
         self.arrived = rid = self.arrived + 1
-        edge = region.edge
+        edge: Edge | None = region.edge
         penalty = 0.0
-        if not edge.up:
+        if not region.edge.up:
             edge, penalty = self._edge_for(region.name)
         req = Request(rid, now, region, endpoint, key, client, edge)
         if edge is None:
