@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 DEADLINE = 30.0
+NOTICE = 2.0  # the longest notice shown while these tests pause (tui/app.py)
 
 
 def _binary() -> str:
@@ -244,9 +245,19 @@ def cut_words(screen: str, inside: tuple[int, int] | None, vocab: set[str]) -> l
 
 
 def _paused(tmux: Tmux) -> None:
-    """Wait for the pause, and for its notice to go (a notice covers what is under it)."""
+    """Wait for the pause, and for every notice to go (a notice covers what is under it; an
+    earlier one, a fault's, can outlast the pause's): paused, the screen changes only as
+    notices leave, so it is clear once it stays the same for longer than a notice lasts."""
     tmux.wait(lambda s: "paused" in s.splitlines()[0] and "pause / resume" not in s,
               "the pause, without its notice")
+    end = time.monotonic() + DEADLINE
+    last, since = tmux.screen(), time.monotonic()
+    while time.monotonic() - since < NOTICE + 0.5:
+        assert time.monotonic() < end, f"the paused screen kept changing:\n{last}"
+        time.sleep(0.1)
+        now = tmux.screen()
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def test_nothing_is_cut_mid_word_at_80x24(tmux: Tmux) -> None:
