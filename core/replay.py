@@ -38,7 +38,7 @@ from stackyard.core.protocol import (
 )
 from stackyard.core.realtime import clamp_speed
 from stackyard.core.recording import Marker, Recording, RecordingError
-from stackyard.core.session import SessionError, Subscriber
+from stackyard.core.session import SessionError, Subscriber, Subscribers
 
 __all__ = ["Marker", "ReplaySession", "Timeline", "TimelineSource", "clock"]
 
@@ -171,7 +171,7 @@ class ReplaySession:
         self.problem: str | None = None
         """Why playback stopped early (a damaged snapshot), else None."""
         self.sent: list[tuple[Command, Reply]] = []
-        self._subscribers: list[Subscriber] = []
+        self._subscribers = Subscribers()
         self._latest: Snapshot | None = None
         self._index = -1
         self._seq = 0
@@ -201,13 +201,7 @@ class ReplaySession:
                         shown=shown, markers=tuple(self.markers))
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     def apply(self, command: Command) -> Reply:
         """Apply a driver command now; anything else is refused (this is a recording)."""
@@ -372,8 +366,7 @@ class ReplaySession:
 
     def _publish(self, snap: Snapshot) -> None:
         self._latest = snap
-        for callback in list(self._subscribers):
-            callback(snap)
+        self._subscribers.publish(snap)
 
     async def _run(self) -> None:
         last = self._clock()

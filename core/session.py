@@ -34,6 +34,32 @@ if TYPE_CHECKING:
 Subscriber = Callable[[Snapshot], None]
 
 
+class Subscribers:
+    """The callbacks a session hands each snapshot to, in the order they subscribed."""
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self) -> None:
+        self._callbacks: list[Subscriber] = []
+
+    def add(self, callback: Subscriber) -> Callable[[], None]:
+        """Subscribe ``callback``; the function returned unsubscribes it (twice is harmless)."""
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, snap: Snapshot) -> None:
+        for callback in list(self._callbacks):  # a callback may unsubscribe itself
+            callback(snap)
+
+    def clear(self) -> None:
+        self._callbacks.clear()
+
+
 class SessionError(Exception):
     """Something a session cannot do; the message says why, in one line."""
 
@@ -83,7 +109,7 @@ class LocalSession:
                  publish_hz: float = 5.0, step_seconds: float = 1.0) -> None:
         self.run = run
         self.engine: Engine = run.engine
-        self._subscribers: list[Subscriber] = []
+        self._subscribers = Subscribers()
         self._latest: Snapshot | None = None
         self.sent: list[tuple[Command, Reply]] = []
         """Every command sent through this session and its reply, in order."""
@@ -105,8 +131,7 @@ class LocalSession:
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self._latest = snap
-        for callback in list(self._subscribers):
-            callback(snap)
+        self._subscribers.publish(snap)
 
     @property
     def latest(self) -> Snapshot | None:
@@ -121,13 +146,7 @@ class LocalSession:
         return self._catalogue
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     # -- commands ---------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from stackyard.core.protocol import (
     decode,
     encode,
 )
-from stackyard.core.session import SessionError, Subscriber
+from stackyard.core.session import SessionError, Subscriber, Subscribers
 
 __all__ = ["RemoteOptions", "RemoteSession", "find_runs"]
 
@@ -105,7 +105,7 @@ class RemoteSession:
         self._last_seq: int | None = None
         self._backwards = 0
         self._live = False
-        self._subscribers: list[Subscriber] = []
+        self._subscribers = Subscribers()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._bad_logged_at = 0.0
 
@@ -135,13 +135,7 @@ class RemoteSession:
         return self._catalogue
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     async def send(self, command: Command) -> Reply:
         """Publish ``command`` on ``cmd`` and wait for the reply with its id. Never raises: a
@@ -356,8 +350,7 @@ class RemoteSession:
 
     def _deliver(self, snap: Snapshot) -> None:
         self._latest = snap
-        for callback in list(self._subscribers):
-            callback(snap)
+        self._subscribers.publish(snap)
 
     def _on_reply(self, reply: Reply) -> None:
         future = self._pending.get(reply.id)
