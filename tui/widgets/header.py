@@ -9,11 +9,11 @@ figure is cut.
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widget import Widget
 
 from stackyard.core.protocol import DriverStatus, Snapshot
 from stackyard.tui.format import clock, ms, pct, rate, speed
 from stackyard.tui.layout import fit_parts
+from stackyard.tui.widgets.lines import LineWidget
 
 Parts = list[tuple[Content, int]]
 
@@ -100,7 +100,7 @@ def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> C
     return fit_parts(parts, width, sep)
 
 
-class KpiHeader(Widget):
+class KpiHeader(LineWidget):
     """One line of run state and KPIs; the app sets ``snapshot`` and ``status``."""
 
     DEFAULT_CSS = """
@@ -115,7 +115,7 @@ class KpiHeader(Widget):
     def show(self, snap: Snapshot | None, status: DriverStatus) -> None:
         self.snapshot = snap
         self.status = status
-        self.refresh()
+        self.update_lines()
 
-    def render(self) -> Content:
-        return header_content(self.snapshot, self.status, self.content_size.width)
+    def build(self, width: int, height: int) -> list[Content]:
+        return [header_content(self.snapshot, self.status, width)]

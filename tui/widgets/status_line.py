@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widget import Widget
 
 from stackyard.core.protocol import AnyNode, Snapshot
 from stackyard.tui.explain import explain
 from stackyard.tui.layout import clip
+from stackyard.tui.widgets.lines import LineWidget
 
 
 def status_content(node: AnyNode | None, snap: Snapshot | None, width: int) -> Content:
@@ -18,7 +18,7 @@ def status_content(node: AnyNode | None, snap: Snapshot | None, width: int) -> C
     return clip(line, width)
 
 
-class StatusLine(Widget):
+class StatusLine(LineWidget):
     """What the selected node's figures mean, in words."""
 
     DEFAULT_CSS = """
@@ -33,7 +33,7 @@ class StatusLine(Widget):
     def show(self, node: AnyNode | None, snap: Snapshot | None) -> None:
         if node is not self.node or snap is not self.snapshot:
             self.node, self.snapshot = node, snap
-            self.refresh()
+            self.update_lines()
 
-    def render(self) -> Content:
-        return status_content(self.node, self.snapshot, self.content_size.width)
+    def build(self, width: int, height: int) -> list[Content]:
+        return [status_content(self.node, self.snapshot, width)]

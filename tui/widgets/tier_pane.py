@@ -9,9 +9,9 @@ from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
 
 from stackyard.core.protocol import AnyNode, Snapshot
+from stackyard.tui.widgets.lines import LineWidget
 from stackyard.tui.widgets.rows import columns, node_row, summary_lines
 
 APP_ORDER = {"container": 0, "vm": 1, "host": 2}
@@ -22,7 +22,7 @@ def node_key(node: AnyNode) -> str:
     return f"{node.kind}:{node.id}"
 
 
-class TierPane(Widget, can_focus=True):
+class TierPane(LineWidget, can_focus=True):
     """The nodes of one tier; arrows or j/k move the selection, enter opens the node."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -82,7 +82,7 @@ class TierPane(Widget, can_focus=True):
             self.post_message(self.Selected(self, self.node))
         elif changed:
             self.post_message(self.Selected(self, self.node))
-        self.refresh()
+        self.update_lines()
 
     @property
     def node(self) -> AnyNode | None:
@@ -154,9 +154,7 @@ class TierPane(Widget, can_focus=True):
     def _rows(self) -> int:
         return max(1, self.content_size.height - self._summary_height)
 
-    def render(self) -> Content:
-        width = self.content_size.width
-        height = self.content_size.height
+    def build(self, width: int, height: int) -> list[Content]:
         summary = summary_lines(self.tier, self.snapshot, width)
         summary = summary[: max(0, height - 2)]
         self._summary_height = len(summary)
@@ -188,7 +186,7 @@ class TierPane(Widget, can_focus=True):
             lines += [self._row(node, width) for node in self.nodes[top: top + inner]]
             below = n - top - inner
             lines.append(Content.styled(f"  ↓ {below} more" if below > 0 else "", "$text-muted"))
-        return Content("\n").join(lines)
+        return lines
 
     def _row(self, node: AnyNode, width: int) -> Content:
         return node_row(node, width, node_key(node) == self.selected,

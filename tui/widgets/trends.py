@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widget import Widget
 
 from stackyard.core.protocol import Snapshot
 from stackyard.tui.format import count, ms, sparkline
+from stackyard.tui.widgets.lines import LineWidget
 
 
 def trend_lines(snap: Snapshot | None, width: int) -> list[Content]:
@@ -42,7 +42,7 @@ def stretch(text: str, width: int) -> str:
     return "".join(ch * k for ch in text).ljust(width)
 
 
-class Trends(Widget):
+class Trends(LineWidget):
     """Arrivals, p99 and errors over the last half minute."""
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -53,7 +53,7 @@ class Trends(Widget):
     def show(self, snap: Snapshot | None) -> None:
         self.snapshot = snap
         if self.display:
-            self.refresh()
+            self.update_lines()
 
-    def render(self) -> Content:
-        return Content("\n").join(trend_lines(self.snapshot, self.content_size.width))
+    def build(self, width: int, height: int) -> list[Content]:
+        return trend_lines(self.snapshot, width)
