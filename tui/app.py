@@ -17,10 +17,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.console import RenderableType
 from textual.app import App
 from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, Select
 
@@ -30,6 +32,7 @@ from stackyard.core.session import Session, SessionError
 from stackyard.tui import actions
 from stackyard.tui.history import History
 from stackyard.tui.keys import Bound, command_for, groups, node_keys, textual_key
+from stackyard.tui.output import tighten
 from stackyard.tui.palette import ActionsProvider, SafePalette
 from stackyard.tui.screens.detail import DetailScreen
 from stackyard.tui.screens.help import HelpScreen
@@ -129,6 +132,10 @@ class StackyardApp(App[int]):
         if len(self.screen_stack) <= 2 and isinstance(self.screen, MainScreen):
             return AwaitComplete(_nothing())
         return super().pop_screen()
+
+    def _display(self, screen: Screen[Any], renderable: RenderableType | None) -> None:
+        """Write a screen update the tight way (:mod:`stackyard.tui.output`)."""
+        super()._display(screen, tighten(renderable))  # type: ignore[arg-type]
 
     # -- lifecycle --------------------------------------------------------------------------
 
