@@ -22,7 +22,7 @@ from stackyard.cli.summary import format_catalogue, format_summary, seconds
 from stackyard.core.config import ScenarioError
 from stackyard.core.engine import Engine
 from stackyard.core.protocol import RunSummary, encode
-from stackyard.core.run import Run, StorageError, open_run
+from stackyard.core.run import Run, StorageError, open_run, publish_hz
 from stackyard.core.scenario import builtin_names, parse_duration, parse_toml, read_file, resolve
 
 PROG = "stackyard"
@@ -143,6 +143,34 @@ def _speed(text: str) -> float:
     return speed
 
 
+def _fps(text: str) -> float:
+    from stackyard.tui.pacing import check_fps  # no Textual: plain numbers
+
+    try:
+        value = float(text)
+    except ValueError:
+        message = f"expected a number of frames per second such as 5, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    try:
+        return check_fps(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_fps_option(parser: argparse.ArgumentParser) -> None:
+    """``--fps``: the screen's refresh cap, for every command that opens the app."""
+    parser.add_argument("--fps", type=_fps, metavar="N",
+                        help="screen refreshes per second at most, 1-30 (default: 10, lowered "
+                             "by itself while the terminal cannot keep up; i cycles it in the "
+                             "app); the simulation's speed does not depend on it")
+
+
+def snapshot_hz(scenario_hz: float, fps: float | None) -> float:
+    """Snapshots a second for a local run viewed at ``fps``: the scenario's rate, or more
+    when the user asked for more frames than that."""
+    return max(scenario_hz, fps) if fps is not None else scenario_hz
+
+
 # --- parsers ------------------------------------------------------------------------------
 
 
@@ -212,7 +240,8 @@ COMMANDS = ("run", "learn", "validate", "scenarios", "catalogue", "sweep", *reco
 def _tui_parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
-        usage=f"{PROG} [SCENARIO|FILE] [--seed N] [--speed X] [--theme NAME] [--record FILE]\n"
+        usage=f"{PROG} [SCENARIO|FILE] [--seed N] [--speed X] [--theme NAME] [--fps N] "
+        "[--record FILE]\n"
         f"       {PROG} {{{','.join(COMMANDS)}}} ...",
         description="Open the TUI on a scenario (default: 'default').",
         epilog=f"commands: {', '.join(COMMANDS)} (see '{PROG} COMMAND --help')",
@@ -243,6 +272,7 @@ def _view_options(parser: argparse.ArgumentParser) -> None:
                         help=f"colour theme: {', '.join(theme_names())} (default: dark), a "
                              "file in ~/.config/stackyard/themes/, or any Textual theme; "
                              "t cycles them in the app")
+    add_fps_option(parser)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -310,8 +340,10 @@ def _cmd_learn(args: argparse.Namespace) -> int:
 
     scenario = resolve(lesson.scenario)
     run = open_run(scenario, seed=lesson.seed, storage=scenario.database.enabled)
+    hz = snapshot_hz(publish_hz(scenario), args.fps)
     with _draw_on_the_terminal():
-        return run_app(run.session(speed=args.speed), theme=args.theme, lesson=lesson)
+        return run_app(run.session(speed=args.speed, hz=hz), theme=args.theme, lesson=lesson,
+                       fps=args.fps)
 
 
 def _need_terminal(hint: str) -> None:
@@ -385,8 +417,9 @@ def _cmd_tui(argv: list[str]) -> int:
 
     run = open_run(scenario, seed=args.seed, storage=scenario.database.enabled,
                    record=recording.recorder(args, args.scenario))
+    hz = snapshot_hz(publish_hz(scenario), args.fps)
     with _draw_on_the_terminal():
-        code = run_app(run.session(speed=args.speed), theme=args.theme)
+        code = run_app(run.session(speed=args.speed, hz=hz), theme=args.theme, fps=args.fps)
     recording.check_recorded(run)
     return code
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stackyard.cli import recorder as recording
-from stackyard.cli.main import PROG, UsageError, _seed, _speed, version
+from stackyard.cli.main import PROG, UsageError, _seed, _speed, add_fps_option, version
 from stackyard.core.mqtt import (
     DEFAULT_BROKER,
     BrokerConfig,
@@ -62,6 +62,7 @@ def register(sub: Any) -> None:
     attach.add_argument("--name", metavar="NAME",
                         help="your name in the server's log (default: user@host)")
     attach.add_argument("--theme", metavar="NAME", help="colour theme")
+    add_fps_option(attach)
     attach.set_defaults(handler=cmd_attach)
 
 
@@ -219,8 +220,10 @@ async def _attach(broker: BrokerConfig, args: argparse.Namespace) -> int:
                          f"TTY); 'mosquitto_sub -h {broker.host} -p {broker.port} "
                          f"-t stackyard/{run_id}/snapshot' reads the run without one")
     from stackyard.tui.app import StackyardApp
+    from stackyard.tui.pacing import FPS_DEFAULT
 
-    app = StackyardApp(session, theme=args.theme, handle_signals=True)
+    app = StackyardApp(session, theme=args.theme, handle_signals=True,
+                       fps=FPS_DEFAULT if args.fps is None else args.fps)
     code = await app.run_async()
     return code if isinstance(code, int) else (app.return_code or 0)
 

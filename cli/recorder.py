@@ -86,7 +86,7 @@ def sim_time(text: str) -> float:
 
 def register(sub: Any) -> None:
     """Add ``replay``, ``rerun`` and ``export`` to the subparsers ``sub``."""
-    from stackyard.cli.main import _speed
+    from stackyard.cli.main import _speed, add_fps_option
 
     replay = sub.add_parser("replay", help="play a recording back in the TUI, with a time "
                             "scrubber and markers")
@@ -96,6 +96,7 @@ def register(sub: Any) -> None:
     replay.add_argument("--speed", type=_speed, default=1.0, help="playback speed, 0.25-100")
     replay.add_argument("--paused", action="store_true", help="start paused")
     replay.add_argument("--theme", metavar="NAME", help="colour theme")
+    add_fps_option(replay)
     replay.set_defaults(handler=_cmd_replay)
 
     rerun = sub.add_parser("rerun", help="re-simulate a recording and report whether it "
@@ -105,6 +106,7 @@ def register(sub: Any) -> None:
                        help="open the TUI at time T of the recording and play on live")
     rerun.add_argument("--speed", type=_speed, default=1.0, help="with --from: speed, 0.25-100")
     rerun.add_argument("--theme", metavar="NAME", help="with --from: colour theme")
+    add_fps_option(rerun)
     add_record_option(rerun)
     rerun.set_defaults(handler=_cmd_rerun)
 
@@ -156,11 +158,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.theme is not None:
         _check_theme(args.theme)
     _need_terminal(rec, "replay")
+    from stackyard.cli.main import snapshot_hz
     from stackyard.core.replay import ReplaySession
     from stackyard.tui.app import run_app
 
-    session = ReplaySession(rec, speed=args.speed, paused=args.paused, at=args.at)
-    code = run_app(session, theme=args.theme)
+    session = ReplaySession(rec, speed=args.speed, paused=args.paused, at=args.at,
+                            publish_hz=snapshot_hz(5.0, args.fps))
+    code = run_app(session, theme=args.theme, fps=args.fps)
     if session.problem is not None:
         raise _usage(session.problem)
     return code
@@ -222,9 +226,11 @@ def _fork(rec: Recording, args: argparse.Namespace) -> int:
         rec.close()
     run = open_run(scenario, seed=rec.meta.seed, storage=scenario.database.enabled,
                    record=record)
+    from stackyard.cli.main import snapshot_hz
+
     session = ForkSession(run, commands, args.fork, speed=args.speed,
-                          publish_hz=publish_hz(scenario))
-    code = run_app(session, theme=args.theme)
+                          publish_hz=snapshot_hz(publish_hz(scenario), args.fps))
+    code = run_app(session, theme=args.theme, fps=args.fps)
     check_recorded(run)
     return code
 

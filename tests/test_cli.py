@@ -158,6 +158,15 @@ def test_bad_file_is_one_line(tmp_path: Path, case: str, command: str) -> None:
         (["default", "--speed", "1000"], "argument --speed: expected a speed between 0.25 and 100"),
         (["default", "--speed", "fast"], "argument --speed: expected a number"),
         (["default", "--seed", "1.5"], "argument --seed: expected an integer, got '1.5'"),
+        (["default", "--fps", "0"], "argument --fps: expected a refresh rate between 1 and 30 "
+                                    "frames per second, got 0"),
+        (["default", "--fps", "31"], "argument --fps: expected a refresh rate between 1 and 30"),
+        (["default", "--fps", "inf"], "argument --fps: expected a refresh rate between 1 and 30"),
+        (["default", "--fps", "often"], "argument --fps: expected a number of frames per second"),
+        (["learn", "balancer", "--fps", "0.5"], "learn: argument --fps: expected a refresh rate"),
+        (["attach", "--fps", "100"], "attach: argument --fps: expected a refresh rate"),
+        (["replay", "x.db", "--fps", "-2"], "replay: argument --fps: expected a refresh rate"),
+        (["rerun", "x.db", "--fps", "0"], "rerun: argument --fps: expected a refresh rate"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -32,7 +33,8 @@ from stackyard.core.session import Session, SessionError
 from stackyard.tui import actions
 from stackyard.tui.history import History
 from stackyard.tui.keys import Bound, command_for, groups, node_keys, textual_key
-from stackyard.tui.output import tighten
+from stackyard.tui.output import OUTPUT_OPT, tighten
+from stackyard.tui.pacing import FPS_DEFAULT, Pacer, fps_text, next_step
 from stackyard.tui.palette import ActionsProvider, SafePalette
 from stackyard.tui.screens.detail import DetailScreen
 from stackyard.tui.screens.help import HelpScreen
@@ -62,6 +64,7 @@ VIEW_BINDINGS: list[BindingType] = [
     Binding("q", "quit", "quit"),
     Binding("ctrl+c", "interrupt", "quit", show=False, priority=True),
     Binding("t", "cycle_theme", "theme", show=False),
+    Binding("i", "cycle_fps", "refresh rate", show=False),
     Binding("s", "sql", "sql", show=False),
     Binding("L", "toggle_lesson", "lesson/log"),
 ]
@@ -69,8 +72,8 @@ VIEW_BINDINGS: list[BindingType] = [
 
 RUN_ACTIONS = frozenset({"catalogue_key", "sql"})
 """Actions that act on the run: only from the main and detail screens."""
-SHORTCUTS = frozenset({"catalogue_key", "sql", "quit", "help", "cycle_theme", "filter",
-                       "toggle_lesson"})
+SHORTCUTS = frozenset({"catalogue_key", "sql", "quit", "help", "cycle_theme", "cycle_fps",
+                       "filter", "toggle_lesson"})
 """Actions of single keys: never while the user is typing (ctrl+c still quits)."""
 
 
@@ -85,9 +88,13 @@ class StackyardApp(App[int]):
 
     def __init__(self, session: Session, *, theme: str | None = None,
                  theme_dir: Path | None = None, handle_signals: bool = False,
-                 lesson: Lesson | None = None) -> None:
+                 lesson: Lesson | None = None, fps: float = FPS_DEFAULT) -> None:
         super().__init__()
         self.session = session
+        self.pacer = Pacer(fps)
+        """How often the screen is redrawn (``--fps``, the ``i`` key, the back-off)."""
+        self._urgent = False
+        """Draw the next snapshot at once: it answers the user's command."""
         self.lesson = LessonRun(lesson) if lesson is not None else None
         """The lesson under way, if the app was opened on one."""
         self.events = EventStore()
@@ -223,19 +230,57 @@ class StackyardApp(App[int]):
         self._take(snap)
         first = self._pending is None
         self._pending = snap
-        if first:
+        urgent, self._urgent = self._urgent, False
+        if urgent or not OUTPUT_OPT or self.session.status.paused:
+            # The user's own command (or a step of a paused run: nothing else publishes then):
+            # its effect shows at once, whatever the refresh rate.
             self.call_next(self._draw)
+        elif first:
+            wait = self.pacer.wait(time.monotonic())
+            if wait > 0:
+                self.set_timer(wait, self._draw, name="frame")
+            else:
+                self.call_next(self._draw)
 
     def _draw(self) -> None:
         snap, self._pending = self._pending, None
         if snap is None or self._exit or not self.screen_stack:
             return
+        if self.pacer.drawn(time.monotonic(), self.output_backlog()):
+            self._rate_changed()
         screen = self.screen
         if isinstance(screen, MainScreen | DetailScreen):
             with self.batch_update():
                 screen.show(snap)
             self.frames += 1
         self.update_keys()
+
+    def output_backlog(self) -> int:
+        """Writes of earlier frames still queued for the terminal: Textual 8's driver hands
+        its output to a writer thread, which blocks while the terminal (or the SSH link behind
+        it) does not drain it. 0 when there is no such queue (headless tests)."""
+        writer = getattr(self._driver, "_writer_thread", None)
+        queue = getattr(writer, "_queue", None)
+        qsize = getattr(queue, "qsize", None)
+        return int(qsize()) if callable(qsize) else 0
+
+    def _rate_changed(self) -> None:
+        """The refresh rate backed off or recovered: the header says so while it is low."""
+        for header in self.screen.query(KpiHeader):
+            header.show(header.snapshot, header.status, self.refresh_note)
+
+    @property
+    def refresh_note(self) -> str:
+        """What the header says about the refresh rate: nothing unless it is backed off."""
+        if not self.pacer.backed_off:
+            return ""
+        return f"slow terminal: {fps_text(self.pacer.rate)}"
+
+    def action_cycle_fps(self) -> None:
+        """The next refresh cap (1, 2, 5, 10, 20 frames a second)."""
+        self.pacer.set_cap(next_step(self.pacer.cap))
+        self._rate_changed()
+        self.notify(f"screen refresh: up to {fps_text(self.pacer.cap)}", timeout=1.5)
 
     def _link_changes(self) -> None:
         """Redraw the header when a remote run's link or control changes: snapshots, which
@@ -245,7 +290,7 @@ class StackyardApp(App[int]):
             return
         for header in self.screen.query(KpiHeader):
             if (header.status.link, header.status.control) != (status.link, status.control):
-                header.show(header.snapshot, status)
+                header.show(header.snapshot, status, header.note)
 
     def update_keys(self) -> None:
         """Refresh the footer only when the keys that fit change (the selected node's kind or
@@ -318,6 +363,7 @@ class StackyardApp(App[int]):
 
     async def send_command(self, command: Command) -> Reply:
         """Send ``command``; a refusal shows as a notice with the reason."""
+        self._urgent = True
         reply = await self.session.send(command)
         if not reply.ok:
             self.notify(reply.error, title=f"{command.kind} refused", severity="error")
@@ -403,6 +449,9 @@ class StackyardApp(App[int]):
                                 self.action_sql))
         out.append(PaletteEntry("help: every key", "?", self.action_help))
         out.append(PaletteEntry("next theme", "t", self.action_cycle_theme))
+        out.append(PaletteEntry(f"screen refresh: next cap (now {fps_text(self.pacer.cap)})",
+                                "i: 1, 2, 5, 10 or 20 frames a second",
+                                self.action_cycle_fps))
         self._palette_cache = (key, out)
         return out
 
@@ -430,8 +479,10 @@ async def _nothing() -> None:
     """An awaitable that does nothing (a refused pop)."""
 
 
-def run_app(session: Session, *, theme: str | None = None, lesson: Lesson | None = None) -> int:
+def run_app(session: Session, *, theme: str | None = None, lesson: Lesson | None = None,
+            fps: float | None = None) -> int:
     """Run the app full-screen until the user quits; returns the exit status."""
-    app = StackyardApp(session, theme=theme, handle_signals=True, lesson=lesson)
+    app = StackyardApp(session, theme=theme, handle_signals=True, lesson=lesson,
+                       fps=FPS_DEFAULT if fps is None else fps)
     code = app.run()
     return code if isinstance(code, int) else (app.return_code or 0)

@@ -82,3 +82,27 @@ async def test_a_driver_that_keeps_up_sleeps_between_ticks(speed: float) -> None
     assert overall == pytest.approx(speed, rel=0.03)
     assert achieved == pytest.approx(speed, rel=0.05)
     assert idle > 1.0 - 1.5 * speed / 150.0, "it does not chase the clock between ticks"
+
+
+@pytest.mark.parametrize("speed", [1.0, 10.0])
+async def test_the_simulation_keeps_its_speed_whatever_the_screens_rate(speed: float) -> None:
+    """A viewer asking for 1 frame a second or 30 (``--fps``) changes how often snapshots are
+    taken, never how fast simulated time passes."""
+    advanced = {}
+    for hz in (1.0, 30.0):
+        engine = Engine(resolve("default"), seed=3)
+        engine.run_for(5.0)
+        clock = WorkClock(engine, 1e-7)
+        published: list[Snapshot] = []
+        driver = RealtimeDriver(engine, published.append, speed=speed, publish_hz=hz,
+                                clock=clock, sleep=clock.sleep)
+        task = asyncio.create_task(driver.run())
+        await asyncio.sleep(0)
+        wall0, sim0 = clock(), engine.now
+        while clock() - wall0 < 12.0:
+            await asyncio.sleep(0)
+        task.cancel()
+        advanced[hz] = (engine.now - sim0) / (clock() - wall0)
+        assert len(published) == pytest.approx(12 * hz, abs=2)
+    assert advanced[1.0] == pytest.approx(speed, rel=0.1)
+    assert advanced[30.0] == pytest.approx(speed, rel=0.1)

@@ -83,7 +83,7 @@ class DetailScreen(Closable, Screen[None]):
         self.show(self.yard.session.latest)
 
     def show(self, snap: Snapshot | None) -> None:
-        self.query_one(KpiHeader).show(snap, self.yard.session.status)
+        self.query_one(KpiHeader).show(snap, self.yard.session.status, self.yard.refresh_note)
         if snap is None or snap.seq == self._last_seq:
             return
         self._last_seq = snap.seq

@@ -27,7 +27,7 @@ VIEW = [
     ("/", "filter events (enter applies, escape clears)"),
     ("tab to Events", "scroll the event log back (↑↓ PgUp PgDn Home End, wheel)"),
     ("s", "read-only SQL console on a database node"),
-    ("t", "next theme (ctrl+p, Theme: all of them)"),
+    ("t  i", "next theme (ctrl+p: all) / screen refresh rate (--fps)"),
     ("L", "in a lesson (stackyard learn): the lesson pane or the event log"),
     ("ctrl+p", "command palette: every action"),
     ("?", "this help"),

@@ -96,7 +96,7 @@ class MainScreen(Screen[None]):
     def show(self, snap: Snapshot | None) -> None:
         """Redraw from ``snap`` (the app calls this only while this screen is active)."""
         header = self.query_one(KpiHeader)
-        header.show(snap, self.yard.session.status)
+        header.show(snap, self.yard.session.status, self.yard.refresh_note)
         session = self.yard.session
         if isinstance(session, TimelineSource):
             self.query_one(Scrubber).show(session.timeline)

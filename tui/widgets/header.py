@@ -25,7 +25,7 @@ def burn_text(burn: float) -> str:
     return f"{burn:.1f}x" if burn < 10 else f"{burn:.0f}x"
 
 
-def _parts(snap: Snapshot, status: DriverStatus, wide: bool) -> Parts:
+def _parts(snap: Snapshot, status: DriverStatus, wide: bool, note: str = "") -> Parts:
     k = snap.kpis
     remote = bool(status.link)
     linked = status.link in ("", "connected")
@@ -77,18 +77,22 @@ def _parts(snap: Snapshot, status: DriverStatus, wide: bool) -> Parts:
     parts.append((Content.styled(f"faults {faults}", "bold $error" if faults else ""), 0))
     if remote and linked and not status.control:
         parts.append((Content.styled("control off", "bold $warning"), 1))
+    if note:
+        parts.append((Content.styled(note, "$warning"), 3))
     return parts
 
 
-def header_content(snap: Snapshot | None, status: DriverStatus, width: int) -> Content:
-    """The header line for ``snap`` and the driver's ``status`` in ``width`` cells."""
+def header_content(snap: Snapshot | None, status: DriverStatus, width: int,
+                   note: str = "") -> Content:
+    """The header line for ``snap`` and the driver's ``status`` in ``width`` cells, with the
+    app's ``note`` (a backed-off refresh rate) when there is room."""
     if snap is None:
         return Content.styled("stackyard: waiting for the first snapshot…", "$text-muted")
     title = Content.styled(f"stackyard {snap.scenario} #{snap.seed}", "bold $accent")
     lines = []
     for wide in (True, False):
         sep = Content.styled(" │ " if wide else "│", "$text-muted")
-        parts = _parts(snap, status, wide)
+        parts = _parts(snap, status, wide, note)
         lines.append((sep, parts, sep.join(p for p, _ in parts)))
     for sep, _, line in lines:  # the run's name too, when there is room for it
         if line.cell_length + sep.cell_length + title.cell_length <= width:
@@ -111,11 +115,13 @@ class KpiHeader(LineWidget):
         super().__init__(id=id)
         self.snapshot: Snapshot | None = None
         self.status = DriverStatus(paused=True, speed=1.0, achieved=0.0, behind=False)
+        self.note = ""
 
-    def show(self, snap: Snapshot | None, status: DriverStatus) -> None:
+    def show(self, snap: Snapshot | None, status: DriverStatus, note: str = "") -> None:
         self.snapshot = snap
         self.status = status
+        self.note = note
         self.update_lines()
 
     def build(self, width: int, height: int) -> list[Content]:
-        return [header_content(self.snapshot, self.status, width)]
+        return [header_content(self.snapshot, self.status, width, self.note)]

@@ -20,7 +20,8 @@ from textual.content import Content
 from textual.geometry import Region
 from textual.widget import Widget
 
-OUTPUT_OPT = not os.environ.get("STACKYARD_NO_OUTPUT_OPT")
+NO_OPT_ENV = "STACKYARD_NO_OUTPUT_OPT"
+OUTPUT_OPT = not os.environ.get(NO_OPT_ENV)
 """Whether to write only what changed (off for the benchmark's baseline)."""
 
 Cell = tuple[str, tuple[Hashable, ...]]
