@@ -21,7 +21,7 @@ FPS_STEPS = (1.0, 2.0, 5.0, 10.0, 20.0)
 """The caps the refresh key steps through."""
 FPS_DEFAULT = 10.0
 """The cap without ``--fps``: every snapshot of a 4-10 Hz session is drawn."""
-RECOVER_AFTER = 8
+RECOVER_AFTER = 4
 """Frames in a row with the output drained before the rate doubles again."""
 
 
