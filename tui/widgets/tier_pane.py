@@ -35,7 +35,7 @@ class TierPane(LineWidget, can_focus=True):
         Binding("enter", "open", "detail", show=False),
     ]
 
-    selected: reactive[str] = reactive("", init=False, always_update=False, repaint=True)
+    selected: reactive[str] = reactive("", init=False, always_update=False, repaint=False)
     """The :func:`node_key` of the selected node ('' before the first snapshot)."""
 
     class Selected(Message):
@@ -100,6 +100,9 @@ class TierPane(LineWidget, can_focus=True):
 
     # -- actions ----------------------------------------------------------------------------
 
+    def watch_selected(self) -> None:
+        self.update_lines()  # the two rows that changed, not the pane
+
     def select_index(self, index: int) -> None:
         if not self.nodes:
             return
@@ -131,11 +134,11 @@ class TierPane(LineWidget, can_focus=True):
             self.post_message(self.Opened(node))
 
     def on_focus(self) -> None:
-        self.refresh()
+        self.update_lines()
         self.post_message(self.Selected(self, self.node))
 
     def on_blur(self) -> None:
-        self.refresh()
+        self.update_lines()
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
