@@ -236,11 +236,16 @@ class StackyardApp(App[int]):
             # its effect shows at once, whatever the refresh rate.
             self.call_next(self._draw)
         elif first:
-            wait = self.pacer.wait(time.monotonic())
-            if wait > 0:
-                self.set_timer(wait, self._draw, name="frame")
-            else:
-                self.call_next(self._draw)
+            # Decided on the app's own loop: a remote session calls from its network task.
+            self.call_next(self._next_frame)
+
+    def _next_frame(self) -> None:
+        """Draw the pending snapshot now, or when the refresh rate allows."""
+        wait = self.pacer.wait(time.monotonic())
+        if wait > 0:
+            self.set_timer(wait, self._draw, name="frame")
+        else:
+            self._draw()
 
     def _draw(self) -> None:
         snap, self._pending = self._pending, None
