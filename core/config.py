@@ -149,7 +149,7 @@ class LinkConfig:
     loss: float = num(0.0, min=0.0, max=1.0)
     """Packet loss probability; a lost packet costs a TCP retransmission timeout."""
     bandwidth: float = num(0.0, min=0.0, max=1e7)
-    """Requests per second the link carries before queueing (0 = unlimited)."""
+    """Messages per second the link carries before queueing (0 = unlimited); see Link.delay."""
 
 
 def _default_links() -> dict[str, LinkConfig]:

@@ -10,6 +10,12 @@ from stackyard.core.metrics import Meter
 
 from .traffic import Request
 
+BUFFER = 1.0
+"""Seconds of its own work a bandwidth-capped link queues before it drops (a router's buffer)."""
+RESEND_LIMIT = 16.0
+"""A message dropped by a full buffer is sent again while the retransmission timeout is below
+this (it doubles each time: 0.2 s gives six tries over 25 s); then it is given up."""
+
 
 class Link:
     """A one-hop path. Its delay is folded into the next event's time, never an event itself."""
@@ -131,9 +137,23 @@ class Link:
                 d += rto
                 rto *= 2.0
         if self._bandwidth:
-            start = self.busy_until if self.busy_until > now else now
-            self.busy_until = start + 1.0 / self._bandwidth
-            d += self.busy_until - now
+            # The link's buffer holds BUFFER seconds of its work. A message that finds it full
+            # is dropped and sent again after the retransmission timeout (doubling), as TCP does;
+            # given up (RESEND_LIMIT), it arrives only after all those timeouts, without taking
+            # the link's time. So the backlog, and what waits in it, stays bounded whatever the
+            # offered load and however long the cap lasts.
+            busy = self.busy_until
+            wait = 0.0
+            rto = self.rto
+            while busy - (now + wait) > BUFFER and rto < RESEND_LIMIT:
+                wait += rto
+                rto *= 2.0
+            at = now + wait
+            if busy - at <= BUFFER:
+                self.busy_until = (busy if busy > at else at) + 1.0 / self._bandwidth
+                d += self.busy_until - now
+            else:
+                d += wait
         return d
 
 

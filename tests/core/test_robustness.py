@@ -8,8 +8,10 @@ import random
 
 import pytest
 
+from stackyard.core.config import LinkConfig
 from stackyard.core.engine import CommandError, Engine
 from stackyard.core.faults import FAULTS
+from stackyard.core.model.network import BUFFER, RESEND_LIMIT, Link
 from stackyard.core.protocol import Command
 
 from .conftest import live_requests, scenario
@@ -262,3 +264,45 @@ def test_control_commands_are_bounded_whatever_their_source(command: Command,
     after = engine.snapshot()
     assert (after.balancer, after.autoscaler, after.database) == \
         (before.balancer, before.autoscaler, before.database)
+
+
+def test_a_capped_link_queues_in_order_below_its_buffer() -> None:
+    link = Link("l", LinkConfig(latency=0.01, jitter=0.0, bandwidth=10.0), 0.2,
+                random.Random(1))
+    delays = [link.delay(0.0) for _ in range(10)]  # one second of the link's work: it fits
+    assert delays == pytest.approx([0.01 + 0.1 * (i + 1) for i in range(10)])
+
+
+def _retries(rto: float) -> float:
+    """The retransmission timeouts a message can wait through before it is given up."""
+    total = 0.0
+    while rto < RESEND_LIMIT:
+        total, rto = total + rto, rto * 2.0
+    return total
+
+
+def test_a_capped_link_drops_what_its_buffer_cannot_hold_and_stays_bounded() -> None:
+    link = Link("l", LinkConfig(latency=0.01, jitter=0.0, bandwidth=10.0), 0.2,
+                random.Random(1))
+    delays = [link.delay(0.0) for _ in range(10_000)]  # 1,000 s of work offered at once
+    bound = BUFFER + _retries(0.2) + 0.1
+    assert link.busy_until <= bound  # not 1,000 s: the rest was dropped and sent again
+    assert all(math.isfinite(d) and d <= 0.01 + bound for d in delays)
+    assert delays[:10] == pytest.approx([0.01 + 0.1 * (i + 1) for i in range(10)])
+    given_up = [d for d in delays if d == pytest.approx(0.01 + _retries(0.2))]
+    assert 0 < len(given_up) < len(delays)  # what no retransmission got in arrives after all
+
+
+def test_a_tight_bandwidth_cap_does_not_grow_the_event_heap_with_time() -> None:
+    """Capped at 1 message/s under ~400 requests/s for 20 simulated minutes: what waits on the
+    link is bounded by its buffer and the retransmission timeouts, not by the cap's duration."""
+    engine = Engine(scenario(), seed=5)
+    engine.run_until(30.0)
+    engine.apply(Command("bandwidth_cap", "client-eu", {"rate": 1.0}))
+    sizes = []
+    for t in (300.0, 600.0, 900.0, 1200.0):
+        engine.run_until(t)
+        sizes.append(len(engine.kernel._heap))
+    assert max(sizes[1:]) <= 1.2 * sizes[0] + 100, sizes
+    link = engine.world.links["client-eu"]
+    assert link.busy_until - engine.now <= BUFFER + _retries(link.rto) + 1.0
