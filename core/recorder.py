@@ -16,6 +16,11 @@ msgspec MessagePack compressed with zstd, every ``KEY_EVERY``-th one on its own 
 against it as a dictionary (consecutive snapshots share most of their bytes, so this halves the
 size); events and commands as the seam's JSON records beside plain columns to query; the
 scenario as text and JSON and the seed, so the file alone re-simulates the run exactly.
+
+The file side — creating it, the queue, compression, the writer task, back-pressure and
+crash-safety — is :class:`RecordingWriter`, which :class:`Recorder` shares with
+:class:`~core.feed_recorder.FeedRecorder`, the recorder fed snapshots as a viewer receives them
+(``stackyard attach --record``) instead of sampling an engine.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import zstandard
 
 from stackyard.core import snapshot as views
 from stackyard.core.catalogue import CATALOGUE
-from stackyard.core.protocol import Event, encode
+from stackyard.core.protocol import Command, Event, encode
 from stackyard.core.scenario import builtin_names, scenario_to_dict
 
 if TYPE_CHECKING:
@@ -50,8 +55,15 @@ log = logging.getLogger(__name__)
 APPLICATION_ID: Final = 0x53594152
 """``PRAGMA application_id`` of a recording ('SYAR'): tells it from any other SQLite file."""
 FORMAT: Final = "stackyard-recording"
-SCHEMA_VERSION: Final = 1
-"""Bumped when a reader of an older version could not read the file correctly."""
+SCHEMA_VERSION: Final = 2
+"""The newest schema this stackyard reads. Bumped when a reader of an older version could not
+read a file correctly; each file says the oldest schema that reads it right (``RUN_SCHEMA`` or
+``FED_SCHEMA``), so a run's recording stays readable by the stackyard that introduced them."""
+RUN_SCHEMA: Final = 1
+"""A run's own recording: snapshots sampled on the grid of ``interval``."""
+FED_SCHEMA: Final = 2
+"""A viewer's recording: snapshots as they arrived (off the grid), each command with the
+server's ``seq`` of the first snapshot that showed it, and the viewer's own commands."""
 INTERVAL: Final = 1.0
 """Simulated seconds between recorded snapshots."""
 KEY_EVERY: Final = 60
@@ -83,12 +95,22 @@ CREATE TABLE events (
 );
 CREATE INDEX events_sample ON events (sample);
 CREATE TABLE commands (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY,    -- in a viewer's recording: the command's place in the run's log + 1
     time REAL NOT NULL,        -- simulated time it was applied
     kind TEXT NOT NULL,
     target TEXT NOT NULL,
     origin TEXT NOT NULL,      -- key, palette, file, remote:NAME
-    data TEXT NOT NULL         -- the Command as JSON (at is null unless it was scheduled)
+    data TEXT NOT NULL,        -- the Command as JSON (at is null unless it was scheduled)
+    seen INTEGER               -- a viewer's recording: seq of the first snapshot showing it
+);
+CREATE TABLE sent (            -- a viewer's recording: the commands this viewer sent
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,        -- simulated time of the viewer's snapshot when answered
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    ok INTEGER NOT NULL,       -- 1 applied, 0 refused
+    data TEXT NOT NULL,        -- the Command as JSON
+    reply TEXT NOT NULL        -- the Reply as JSON
 );
 CREATE TABLE markers (
     id INTEGER PRIMARY KEY,
@@ -134,17 +156,74 @@ def check_path(path: Path) -> None:
         raise RecorderError(f"{path}: no such directory {str(path.parent)!r}")
 
 
+CommandRow = tuple[int | None, float, str, str, str, str, int | None]
+"""``commands`` row: id (None: the next), time, kind, target, origin, Command JSON, seen."""
+SentRow = tuple[float, str, str, int, str, str]
+"""``sent`` row: time, kind, target, ok, Command JSON, Reply JSON."""
+
+
 @dataclass
 class Bundle:
-    """What one sample adds to the file."""
+    """What one sample adds to the file, committed together."""
 
     seq: int
     time: float
     snapshot: bytes | None
     """MessagePack of the snapshot (None: the closing bundle, events and commands only)."""
     events: list[tuple[int, float, str, str, str, str]] = field(default_factory=list)
-    commands: list[tuple[float, str, str, str, str]] = field(default_factory=list)
+    commands: list[CommandRow] = field(default_factory=list)
     markers: list[tuple[float, str, str]] = field(default_factory=list)
+    sent: list[SentRow] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    """Metadata to set with this bundle (so a file cut short says what it had seen)."""
+
+
+def event_row(sample: int, e: Event) -> tuple[int, float, str, str, str, str]:
+    return sample, e.time, e.severity, e.component, e.kind, encode(e).decode()
+
+
+def command_row(t: float, cmd: Command, *, number: int | None = None,
+                seen: int | None = None) -> CommandRow:
+    return (None if number is None else number + 1, t, cmd.kind, cmd.target, cmd.origin,
+            encode(cmd).decode(), seen)
+
+
+def command_marker(t: float, cmd: Command) -> tuple[float, str, str]:
+    """The marker a command makes: ``fault`` for a fault, else ``command``."""
+    action = CATALOGUE.get(cmd.kind)
+    kind = "fault" if action is not None and action.group == "fault" else "command"
+    what = " ".join(p for p in (cmd.kind, cmd.target) if p)
+    label = f"{what} ({cmd.origin})" if cmd.origin else what
+    return t, kind, label[:MAX_LABEL]
+
+
+class SloWatch:
+    """Breach markers: where the SLO's good ratio over the last ``window`` samples first falls
+    below its target (and again only after it has recovered), from the run's cumulative good
+    and total request counts."""
+
+    def __init__(self, target: float, window: int = SLO_WINDOW) -> None:
+        self.target = target
+        self._counts: deque[tuple[int, int, float]] = deque(maxlen=window + 1)
+        self._breach = False
+
+    def sample(self, t: float, good: int, total: int) -> tuple[float, str, str] | None:
+        counts = self._counts
+        if counts and total < counts[-1][1]:
+            counts.clear()  # counters were reset
+        counts.append((good, total, t))
+        good0, total0, t0 = counts[0]
+        done = total - total0
+        if done <= 0:
+            return None
+        ratio = (good - good0) / done
+        if ratio < self.target and not self._breach:
+            self._breach = True
+            return (t, "slo", f"SLO breach: {ratio:.1%} good over {t - t0:g} s "
+                              f"(target {self.target:.1%})")
+        if ratio >= self.target:
+            self._breach = False
+        return None
 
 
 class _Compressor:
@@ -174,38 +253,33 @@ class _Compressor:
         return out
 
 
-class Recorder:
-    """Records one engine's run to ``path`` (a new file).
+class RecordingWriter:
+    """The file side of a recorder: creates ``path`` (a new file), takes :class:`Bundle` s on
+    a queue and commits them from an asyncio task — compressed in a worker thread, written
+    with aiosqlite, one transaction per batch ending on a bundle boundary, so a process killed
+    at any moment leaves a file that reads up to its last commit. A write that fails stops the
+    recording and leaves the reason in :attr:`error`; what is being recorded goes on.
 
-    :meth:`attach` starts sampling (call it before the run starts to record it all; commands
-    are taken from the engine's log, so even a late recorder can re-simulate); :meth:`open`
-    creates the file and starts the writer; :meth:`close` writes what is left and closes it.
-    A write that fails stops the recording and leaves the reason in :attr:`error`; the run
-    goes on."""
+    Subclasses say what the file holds (:meth:`_meta`) and fill the queue; how they bound it
+    is theirs: :class:`Recorder` makes its engine wait (:meth:`relieve`), a fed recorder drops
+    what does not fit and says so."""
 
-    def __init__(self, path: Path, *, scenario_text: str = "", interval: float = INTERVAL,
+    schema: int = RUN_SCHEMA
+    """The oldest schema that reads this recorder's files right (``PRAGMA user_version``)."""
+
+    def __init__(self, path: Path, *, interval: float = INTERVAL,
                  high_water: int = HIGH_WATER) -> None:
         if not (math.isfinite(interval) and interval > 0):
             raise ValueError(f"interval: expected seconds > 0, got {interval!r}")
         self.path = Path(path)
-        self.scenario_text = scenario_text
         self.interval = interval
         self.high_water = max(1, high_water)
-        self.engine: Engine | None = None
         self.error: str | None = None
-        self.samples = 0
         self.written = 0
         """Bundles committed so far."""
         self.backpressure_waits = 0
         self.peak_pending = 0
-        self.events_lost = 0
         self._pending: deque[Bundle] = deque()
-        self._events_seen = 0
-        self._commands_seen = 0
-        self._last_seq = -1
-        self._attached_at = 0.0
-        self._slo: deque[tuple[int, int]] = deque(maxlen=SLO_WINDOW + 1)
-        self._breach = False
         self._db: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -213,77 +287,32 @@ class Recorder:
         self._drained.set()
         self._compressor = _Compressor()
 
-    # -- sampling (on the engine's thread, inside its run) ----------------------------------
+    # -- for subclasses ---------------------------------------------------------------------
 
-    def attach(self, engine: Engine) -> None:
-        """Sample ``engine`` from now on (its current state first, if now is a sample time)."""
-        if self.engine is not None:
-            raise RecorderError(f"{self.path}: the recorder is already attached to a run")
-        self.engine = engine
-        self._attached_at = engine.now
-        # From the start of the engine's event memory: all of a run attached before it starts.
-        self._events_seen = max(0, engine.event_count - len(engine.events))
-        engine.sample_every(self.interval, self._sample)
+    def _meta(self) -> dict[str, str]:
+        """The metadata the file starts with; raises RecorderError if it cannot be made yet."""
+        raise NotImplementedError
 
-    def _sample(self, engine: Engine) -> None:
-        if self.error is not None:
-            return
-        seq = round(engine.now / self.interval)
-        snap = views.build(engine, seq, ())
-        bundle = Bundle(seq, snap.time, _MSGPACK.encode(snap))
-        self._collect(engine, bundle)
-        self._slo_marker(engine, bundle)
-        self._push(bundle)
-        self.samples += 1
+    def _stopped(self) -> None:
+        """Called once when a write fails: stop producing bundles."""
 
-    def _collect(self, engine: Engine, bundle: Bundle) -> None:
-        """The events and commands since the last bundle, and their markers."""
-        fresh = engine.event_count - self._events_seen
-        self._events_seen = engine.event_count
-        if fresh > 0:
-            kept = list(engine.events)[-fresh:] if fresh <= len(engine.events) \
-                else list(engine.events)
-            if fresh > len(kept):
-                self.events_lost += fresh - len(kept)
-                kept.insert(0, Event(time=engine.now, severity="warning", component="recorder",
-                                     kind="events_lost",
-                                     message=f"{fresh - len(kept)} events not recorded",
-                                     why="more events in one sample than the engine keeps"))
-            bundle.events = [(bundle.seq, e.time, e.severity, e.component, e.kind,
-                              encode(e).decode()) for e in kept]
-        log_ = engine.commands
-        for t, cmd in log_[self._commands_seen:]:
-            bundle.commands.append((t, cmd.kind, cmd.target, cmd.origin, encode(cmd).decode()))
-            action = CATALOGUE.get(cmd.kind)
-            kind = "fault" if action is not None and action.group == "fault" else "command"
-            what = " ".join(p for p in (cmd.kind, cmd.target) if p)
-            label = f"{what} ({cmd.origin})" if cmd.origin else what
-            bundle.markers.append((t, kind, label[:MAX_LABEL]))
-        self._commands_seen = len(log_)
+    @property
+    def pending(self) -> int:
+        """Bundles waiting for the writer."""
+        return len(self._pending)
 
-    def _slo_marker(self, engine: Engine, bundle: Bundle) -> None:
-        """A marker where the SLO's good ratio over the last SLO_WINDOW samples first falls
-        below its target (and again only after it has recovered)."""
-        slo = engine.world.slo
-        if self._slo and slo.total < self._slo[-1][1]:
-            self._slo.clear()  # counters were reset
-        self._slo.append((slo.good, slo.total))
-        good0, total0 = self._slo[0]
-        total = slo.total - total0
-        if total <= 0:
-            return
-        ratio = (slo.good - good0) / total
-        if ratio < slo.target and not self._breach:
-            self._breach = True
-            span = (len(self._slo) - 1) * self.interval
-            bundle.markers.append((bundle.time, "slo",
-                                   f"SLO breach: {ratio:.1%} good over {span:g} s "
-                                   f"(target {slo.target:.1%})"))
-        elif ratio >= slo.target:
-            self._breach = False
+    def _base_meta(self) -> dict[str, str]:
+        return {
+            "format": FORMAT,
+            "schema": str(self.schema),
+            "stackyard_version": version(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "interval": repr(self.interval),
+            "key_every": str(KEY_EVERY),
+            "codec": "msgpack+zstd",
+        }
 
     def _push(self, bundle: Bundle) -> None:
-        self._last_seq = bundle.seq
         self._pending.append(bundle)
         self.peak_pending = max(self.peak_pending, len(self._pending))
         self._drained.clear()
@@ -291,31 +320,11 @@ class Recorder:
 
     # -- the file ---------------------------------------------------------------------------
 
-    def _meta(self) -> dict[str, str]:
-        engine = self.engine
-        assert engine is not None
-        sc = engine.scenario
-        return {
-            "format": FORMAT,
-            "schema": str(SCHEMA_VERSION),
-            "stackyard_version": version(),
-            "scenario_name": sc.run.name,
-            "scenario_toml": self.scenario_text,
-            "scenario_json": json.dumps(scenario_to_dict(sc), separators=(",", ":")),
-            "seed": str(engine.seed),
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "interval": repr(self.interval),
-            "key_every": str(KEY_EVERY),
-            "codec": "msgpack+zstd",
-            "attached_at": repr(self._attached_at),
-        }
-
     async def open(self) -> None:
         """Create the file, write its metadata and start the writer."""
-        if self.engine is None:
-            raise RecorderError(f"{self.path}: attach the recorder to a run first")
         if self._db is not None:
             return
+        meta = self._meta()
         try:
             with self.path.open("xb"):
                 pass
@@ -328,10 +337,10 @@ class Recorder:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            await db.execute(f"PRAGMA user_version={self.schema}")
             await db.executescript(SCHEMA)
             await db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                                 list(self._meta().items()))
+                                 list(meta.items()))
             await db.commit()
         except sqlite3.Error as exc:
             raise RecorderError(f"{self.path}: cannot write: {exc}") from None
@@ -357,11 +366,19 @@ class Recorder:
                     "INSERT INTO events (sample, time, severity, component, kind, data) "
                     "VALUES (?, ?, ?, ?, ?, ?)", [e for b in batch for e in b.events])
                 await db.executemany(
-                    "INSERT INTO commands (time, kind, target, origin, data) "
-                    "VALUES (?, ?, ?, ?, ?)", [c for b in batch for c in b.commands])
+                    "INSERT INTO commands (id, time, kind, target, origin, data, seen) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [c for b in batch for c in b.commands])
                 await db.executemany(
                     "INSERT INTO markers (time, kind, label) VALUES (?, ?, ?)",
                     [m for b in batch for m in b.markers])
+                await db.executemany(
+                    "INSERT INTO sent (time, kind, target, ok, data, reply) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", [s for b in batch for s in b.sent])
+                meta = {k: v for b in batch for k, v in b.meta.items()}
+                if meta:
+                    await db.executemany(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        list(meta.items()))
                 await db.commit()
                 self.written += len(batch)
         except asyncio.CancelledError:
@@ -372,8 +389,7 @@ class Recorder:
     def _fail(self, message: str) -> None:
         log.error("%s", message)
         self.error = " ".join(message.split())
-        if self.engine is not None:
-            self.engine.sample_every(self.interval, None)
+        self._stopped()
         self._pending.clear()
         self._drained.set()
 
@@ -392,26 +408,18 @@ class Recorder:
         self._wake.set()
         await self._drained.wait()
 
-    async def close(self) -> None:
-        """Write the events and commands since the last sample, mark the file complete and
-        close it. Safe to call twice."""
-        engine = self.engine
-        if engine is not None and self.error is None:
-            engine.sample_every(self.interval, None)
-            bundle = Bundle(self._last_seq + 1, engine.now, None)
-            self._collect(engine, bundle)
-            if bundle.events or bundle.commands:
-                self._push(bundle)
+    async def _finish(self, final: dict[str, str]) -> None:
+        """Write what is queued and the closing metadata (unless the recording failed), and
+        close the file. Safe to call twice."""
         db, self._db = self._db, None
         if db is None:
             return
         try:
             await self.flush()
-            if self.error is None and engine is not None:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    [("end_time", repr(engine.now)),
-                     ("ended_at", datetime.now(UTC).isoformat(timespec="seconds"))])
+            if self.error is None:
+                final = {**final, "ended_at": datetime.now(UTC).isoformat(timespec="seconds")}
+                await db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                     list(final.items()))
                 await db.commit()
         except sqlite3.Error as exc:
             self._fail(f"{self.path}: recording stopped: {exc}")
@@ -422,3 +430,108 @@ class Recorder:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await db.close()
+
+
+class Recorder(RecordingWriter):
+    """Records one engine's run to ``path`` (a new file).
+
+    :meth:`attach` starts sampling (call it before the run starts to record it all; commands
+    are taken from the engine's log, so even a late recorder can re-simulate); :meth:`open`
+    creates the file and starts the writer; :meth:`close` writes what is left and closes it.
+    Past ``high_water`` queued bundles the engine waits for the disk (:meth:`relieve`)."""
+
+    def __init__(self, path: Path, *, scenario_text: str = "", interval: float = INTERVAL,
+                 high_water: int = HIGH_WATER) -> None:
+        super().__init__(path, interval=interval, high_water=high_water)
+        self.scenario_text = scenario_text
+        self.engine: Engine | None = None
+        self.samples = 0
+        self.events_lost = 0
+        self._events_seen = 0
+        self._commands_seen = 0
+        self._last_seq = -1
+        self._attached_at = 0.0
+        self._slo: SloWatch | None = None
+
+    # -- sampling (on the engine's thread, inside its run) ----------------------------------
+
+    def attach(self, engine: Engine) -> None:
+        """Sample ``engine`` from now on (its current state first, if now is a sample time)."""
+        if self.engine is not None:
+            raise RecorderError(f"{self.path}: the recorder is already attached to a run")
+        self.engine = engine
+        self._attached_at = engine.now
+        self._slo = SloWatch(engine.world.slo.target)
+        # From the start of the engine's event memory: all of a run attached before it starts.
+        self._events_seen = max(0, engine.event_count - len(engine.events))
+        engine.sample_every(self.interval, self._sample)
+
+    def _sample(self, engine: Engine) -> None:
+        if self.error is not None:
+            return
+        seq = round(engine.now / self.interval)
+        snap = views.build(engine, seq, ())
+        bundle = Bundle(seq, snap.time, _MSGPACK.encode(snap))
+        self._collect(engine, bundle)
+        assert self._slo is not None
+        slo = engine.world.slo
+        marker = self._slo.sample(bundle.time, slo.good, slo.total)
+        if marker is not None:
+            bundle.markers.append(marker)
+        self._last_seq = bundle.seq
+        self._push(bundle)
+        self.samples += 1
+
+    def _collect(self, engine: Engine, bundle: Bundle) -> None:
+        """The events and commands since the last bundle, and their markers."""
+        fresh = engine.event_count - self._events_seen
+        self._events_seen = engine.event_count
+        if fresh > 0:
+            kept = list(engine.events)[-fresh:] if fresh <= len(engine.events) \
+                else list(engine.events)
+            if fresh > len(kept):
+                self.events_lost += fresh - len(kept)
+                kept.insert(0, Event(time=engine.now, severity="warning", component="recorder",
+                                     kind="events_lost",
+                                     message=f"{fresh - len(kept)} events not recorded",
+                                     why="more events in one sample than the engine keeps"))
+            bundle.events = [event_row(bundle.seq, e) for e in kept]
+        log_ = engine.commands
+        for t, cmd in log_[self._commands_seen:]:
+            bundle.commands.append(command_row(t, cmd))
+            bundle.markers.append(command_marker(t, cmd))
+        self._commands_seen = len(log_)
+
+    def _stopped(self) -> None:
+        if self.engine is not None:
+            self.engine.sample_every(self.interval, None)
+
+    # -- the file ---------------------------------------------------------------------------
+
+    def _meta(self) -> dict[str, str]:
+        engine = self.engine
+        if engine is None:
+            raise RecorderError(f"{self.path}: attach the recorder to a run first")
+        sc = engine.scenario
+        return {
+            **self._base_meta(),
+            "source": "run",
+            "scenario_name": sc.run.name,
+            "scenario_toml": self.scenario_text,
+            "scenario_json": json.dumps(scenario_to_dict(sc), separators=(",", ":")),
+            "seed": str(engine.seed),
+            "attached_at": repr(self._attached_at),
+        }
+
+    async def close(self) -> None:
+        """Write the events and commands since the last sample, mark the file complete and
+        close it. Safe to call twice."""
+        engine = self.engine
+        if engine is not None and self.error is None:
+            engine.sample_every(self.interval, None)
+        if engine is not None and self.error is None and self._db is not None:
+            bundle = Bundle(self._last_seq + 1, engine.now, None)
+            self._collect(engine, bundle)
+            if bundle.events or bundle.commands:
+                self._push(bundle)
+        await self._finish({"end_time": repr(engine.now)} if engine is not None else {})

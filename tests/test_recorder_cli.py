@@ -117,7 +117,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "empty": (_empty, "empty file, expected a stackyard recording"),
     "foreign": (_foreign, "an SQLite database but not a stackyard recording"),
     "text": (_text, "not an SQLite file, expected a stackyard recording"),
-    "future": (_future, "recorded with schema version 99; this stackyard reads up to 1 "
+    "future": (_future, "recorded with schema version 99; this stackyard reads up to 2 "
                         "(upgrade stackyard)"),
 }
 
