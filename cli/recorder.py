@@ -172,6 +172,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
     rec = _open(args.file)
+    try:
+        reason = rec.rerunnable()
+    except RecordingError as exc:
+        reason = str(exc)
+    if reason is not None:
+        rec.close()
+        raise _usage(reason)
     if args.fork is not None:
         return _fork(rec, args)
     if args.record is not None:

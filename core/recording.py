@@ -17,8 +17,8 @@ import itertools
 import json
 import math
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,15 @@ import msgspec
 import zstandard
 
 from stackyard.core.config import Scenario, ScenarioError
-from stackyard.core.protocol import Command, Event, ProtocolError, Record, Snapshot, decode
+from stackyard.core.protocol import (
+    Command,
+    Event,
+    ProtocolError,
+    Record,
+    Reply,
+    Snapshot,
+    decode,
+)
 from stackyard.core.recorder import APPLICATION_ID, FORMAT, SCHEMA_VERSION
 from stackyard.core.scenario import scenario_from_dict
 
@@ -64,6 +72,12 @@ class Meta:
     attached_at: float
     end_time: float | None
     """Simulated time the recorder was closed at (None: it was cut short, e.g. killed)."""
+    source: Literal["run", "viewer"] = "run"
+    """``run``: sampled from the engine; ``viewer``: the snapshots a viewer received."""
+    events_from: int | None = None
+    """A viewer's recording: the first sample whose events are whole (None: none is)."""
+    rows: Mapping[str, str] = field(default_factory=dict)
+    """Every metadata entry, as text (run id, broker, viewer, gaps... for a viewer's)."""
 
 
 class Recording:
@@ -225,6 +239,49 @@ class Recording:
         rows = self._rows("SELECT time, data FROM commands ORDER BY id", ())
         return [(float(t), self._record(Command, d, "commands")) for t, d in rows]
 
+    def commands_seen(self) -> list[tuple[float, Command, int]]:
+        """A viewer's recording: every command with the time it applied at and the ``seq`` of
+        the first snapshot that showed it, in the order of the run's log."""
+        rows = self._rows("SELECT time, data, seen FROM commands ORDER BY id", ())
+        out = []
+        for t, d, seen in rows:
+            if not isinstance(seen, int):
+                raise RecordingError(f"{self.path}: commands.seen: expected a snapshot seq, "
+                                     f"got {str(seen)[:40]!r}")
+            out.append((float(t), self._record(Command, d, "commands"), seen))
+        return out
+
+    def sent(self) -> list[tuple[float, Command, Reply]]:
+        """A viewer's recording: the commands this viewer sent, each with its reply and the
+        simulated time it showed when answered (empty for a run's recording)."""
+        if self.meta.source != "viewer":
+            return []
+        rows = self._rows("SELECT time, data, reply FROM sent ORDER BY id", ())
+        return [(float(t), self._record(Command, d, "sent"), self._record(Reply, r, "sent"))
+                for t, d, r in rows]
+
+    def rerunnable(self) -> str | None:
+        """Why the file cannot be re-simulated exactly (None: it can). A run's recording
+        always can; a viewer's only with the run's whole command log from its start."""
+        meta = self.meta
+        if meta.source != "viewer":
+            return None
+        rows = meta.rows
+        what = (f"{self.path}: a viewer's recording ({rows.get('viewer', '?')} on run "
+                f"{rows.get('run_id', '?')!r}, {clock(self.start)} to {clock(self.end)})")
+        ids = self._rows("SELECT min(id), max(id), count(*) FROM commands", ())[0]
+        first, last, count = ids
+        try:
+            total = int(rows.get("commands_total", ""))
+        except ValueError:
+            total = -1
+        held = "none" if not count else f"numbers {first - 1}-{last - 1}"
+        if total < 0 or count != total or (count and (first != 1 or last != count)):
+            return (f"{what} that holds {held} of the run's {max(total, 0)} commands, not its "
+                    "whole command log, so it replays and exports but cannot be re-simulated; "
+                    "'stackyard serve --record FILE' records a run that can")
+        return None
+
     def markers(self) -> list[Marker]:
         rows = self._rows("SELECT time, kind, label FROM markers ORDER BY time, id", ())
         out = []
@@ -323,8 +380,21 @@ def _meta(p: Path, rows: dict[Any, Any]) -> Meta:
     if interval <= 0:
         raise RecordingError(f"{p}: meta.interval: expected seconds > 0")
     end = number("end_time", float) if "end_time" in rows else None
+    source = rows.get("source", "run")
+    if source not in ("run", "viewer"):
+        raise RecordingError(f"{p}: meta.source: expected run or viewer, got "
+                             f"{str(source)[:40]!r}")
+    events_from = number("events_from", int) if "events_from" in rows else None
     return Meta(schema=schema, stackyard_version=text("stackyard_version"),
                 scenario_name=text("scenario_name"), scenario_toml=text("scenario_toml"),
                 scenario_json=text("scenario_json"), seed=number("seed", int),
                 started_at=text("started_at"), interval=interval,
-                attached_at=number("attached_at", float), end_time=end)
+                attached_at=number("attached_at", float), end_time=end, source=source,
+                events_from=events_from,
+                rows={str(k): str(v) for k, v in rows.items()})
+
+
+def clock(seconds: float) -> str:
+    """``H:MM:SS`` of a simulated time."""
+    s = int(max(0.0, seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"

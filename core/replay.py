@@ -37,7 +37,7 @@ from stackyard.core.protocol import (
     show,
 )
 from stackyard.core.realtime import clamp_speed
-from stackyard.core.recording import Marker, Recording, RecordingError
+from stackyard.core.recording import Marker, Recording, RecordingError, clock
 from stackyard.core.session import SessionError, Subscriber, Subscribers
 
 __all__ = ["Marker", "ReplaySession", "Timeline", "TimelineSource", "clock"]
@@ -70,12 +70,6 @@ class TimelineSource(Protocol):
 
     @property
     def timeline(self) -> Timeline: ...
-
-
-def clock(seconds: float) -> str:
-    """``H:MM:SS`` of a simulated time."""
-    s = int(max(0.0, seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 # -- the catalogue ---------------------------------------------------------------------------
@@ -170,6 +164,8 @@ class ReplaySession:
         self.position = rec.start if at is None else self._clamp(at)
         self.problem: str | None = None
         """Why playback stopped early (a damaged snapshot), else None."""
+        self.forkable = rec.rerunnable() is None
+        """Whether ``rerun --from`` can fork a live run from this recording."""
         self.sent: list[tuple[Command, Reply]] = []
         self._subscribers = Subscribers()
         self._latest: Snapshot | None = None
@@ -208,10 +204,11 @@ class ReplaySession:
         action = self._actions.get(command.kind)
         try:
             if action is None:
-                raise CommandError(
-                    f"{command.kind}: this is a replay, so faults and controls are off; "
-                    f"'stackyard rerun {self.rec.path.name} --from {clock(self.position)}' "
-                    "forks a live run from here")
+                fork = f"; 'stackyard rerun {self.rec.path.name} --from " \
+                    f"{clock(self.position)}' forks a live run from here" if self.forkable \
+                    else " (a viewer's recording without the run's whole command log)"
+                raise CommandError(f"{command.kind}: this is a replay, so faults and controls "
+                                   f"are off{fork}")
             if command.target:
                 raise CommandError(f"{command.kind}.target: expected no target, got "
                                    f"{show(command.target)}")
@@ -235,6 +232,8 @@ class ReplaySession:
         return self.apply(command)
 
     async def query(self, node: str, sql: str) -> QueryResult:
+        if not self.forkable:
+            raise SessionError("a replay keeps no SQL data")
         raise SessionError("a replay keeps no SQL data; 'stackyard rerun FILE --from T' forks "
                            "a live run that does")
 

@@ -7,6 +7,12 @@ with the recorded ones; the first difference is reported as a simulated time and
 :class:`ForkSession` is a live session that first re-simulates a recording up to a moment, then
 plays on in real time, so a user can take a different turn from there.
 
+A viewer's recording (``attach --record``) holds the snapshots as the viewer received them,
+each at the exact simulated time the server took it, and every command with the ``seq`` of the
+first snapshot that showed it: :func:`rerun` applies each command before that snapshot and
+compares every snapshot there, and the events of each sample the viewer received whole. It
+re-simulates only with the run's whole command log (:meth:`Recording.rerunnable`).
+
 Commands from the scenario file (origin ``file``) are not applied again: the engine schedules
 them itself. A command logged with ``at`` set was scheduled and ran at that time (a failure
 then is an event); one with ``at`` None applied as soon as it was sent (a failure then changes
@@ -25,7 +31,7 @@ import msgspec
 from stackyard.core import snapshot as views
 from stackyard.core.engine import CommandError, Engine
 from stackyard.core.protocol import Command, Event, Reply, Snapshot
-from stackyard.core.recording import Recording
+from stackyard.core.recording import Recording, RecordingError
 from stackyard.core.replay import clock
 from stackyard.core.session import LocalSession
 
@@ -94,7 +100,13 @@ def apply_logged(engine: Engine, t: float, cmd: Command) -> None:
 
 
 def rerun(rec: Recording, progress: Callable[[float], None] | None = None) -> RerunResult:
-    """Re-simulate ``rec`` and compare it with what was recorded, up to where it ends."""
+    """Re-simulate ``rec`` and compare it with what was recorded, up to where it ends.
+    RecordingError if the file cannot be re-simulated (a viewer's without the whole log)."""
+    reason = rec.rerunnable()
+    if reason is not None:
+        raise RecordingError(reason)
+    if rec.meta.source == "viewer":
+        return _rerun_received(rec, progress)
     meta = rec.meta
     engine = Engine(rec.scenario, seed=meta.seed)
     by_sample: dict[int, list[Event]] = {}
@@ -146,6 +158,46 @@ def rerun(rec: Recording, progress: Callable[[float], None] | None = None) -> Re
         return RerunResult(state["checked"], recorded_events, len(commands), rec.start,
                            rec.end, Divergence(engine.now, "commands", "applied", str(exc)))
     return RerunResult(state["checked"], recorded_events, len(commands), rec.start, rec.end)
+
+
+def _rerun_received(rec: Recording,
+                    progress: Callable[[float], None] | None) -> RerunResult:
+    """A viewer's recording: each snapshot where the server took it, each command before the
+    first snapshot that showed it; events only for samples the viewer received whole (from
+    ``events_from``, without a ``recorder`` event saying something is missing)."""
+    engine = Engine(rec.scenario, seed=rec.meta.seed)
+    commands = [(t, c, seen) for t, c, seen in rec.commands_seen() if c.origin != "file"]
+    by_sample: dict[int, list[Event]] = {}
+    for number, event in rec.all_events():
+        by_sample.setdefault(number, []).append(event)
+    events_from = rec.meta.events_from
+    span = max(rec.end - rec.start, 1e-9)
+    checked = compared = applied = 0
+    mark = engine.event_count
+    try:
+        for index, (seq, t) in enumerate(zip(rec.seqs, rec.times, strict=True)):
+            recorded = rec.snapshot(index)
+            while applied < len(commands) and commands[applied][2] <= recorded.seq:
+                at, cmd, _ = commands[applied]
+                apply_logged(engine, at, cmd)
+                applied += 1
+            engine.run_until(t)
+            _compare(t, "snapshot", recorded, views.build(engine, recorded.seq, ()))
+            fresh, mark = engine.event_count - mark, engine.event_count
+            got = by_sample.get(seq, [])
+            if events_from is not None and seq >= events_from and fresh <= len(engine.events) \
+                    and not any(e.component == "recorder" for e in got):
+                _compare(t, "events", got, list(engine.events)[-fresh:] if fresh else [])
+                compared += len(got)
+            checked += 1
+            if progress is not None:
+                progress((t - rec.start) / span)
+    except _Diverged as exc:
+        return RerunResult(checked, compared, len(commands), rec.start, rec.end, exc.divergence)
+    except CommandError as exc:
+        return RerunResult(checked, compared, len(commands), rec.start, rec.end,
+                           Divergence(engine.now, "commands", "applied", str(exc)))
+    return RerunResult(checked, compared, len(commands), rec.start, rec.end)
 
 
 def _compare(t: float, what: str, recorded: Snapshot | list[Event],
