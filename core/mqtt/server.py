@@ -5,7 +5,9 @@ run in real time. It subscribes to the session's snapshots like any viewer, and 
 one (retained), the events, the driver's status, per-node metrics, a short history and the
 catalogue; commands arriving on ``cmd`` go through ``session.apply`` — the same path a key in the
 local app takes — so the session's command log (``session.sent``) and the engine's
-(``engine.commands``) hold every remote command with its origin, for a recorder to keep.
+(``engine.commands``) hold every remote command with its origin, for a recorder to keep. The
+scenario and seed (retained) and each command the engine applies (the whole log in the history)
+are published too, so a viewer attached at any time can record a file that re-simulates the run.
 
 The engine never waits for the broker: snapshots and the driver's status are "latest wins"
 slots, events and replies bounded queues, published by one task while the link is up. Commands
@@ -31,12 +33,15 @@ from msgspec.structs import replace
 
 from stackyard.core.catalogue import CATALOGUE
 from stackyard.core.mqtt.config import BrokerConfig, ConnectError
+from stackyard.core.mqtt.history import Bounds, Keeper
 from stackyard.core.mqtt.link import Backoff, connect_error, make_client, raise_if_cancelled
 from stackyard.core.mqtt.topics import (
     QOS,
+    Applied,
+    RunInfo,
     ServerStatus,
     Topics,
-    history_payload,
+    WireSnapshot,
     metric_text,
     viewer_name,
 )
@@ -51,8 +56,10 @@ from stackyard.core.protocol import (
     Snapshot,
     decode,
     encode,
+    finite,
     show,
 )
+from stackyard.core.scenario import scenario_to_dict
 from stackyard.core.session import SessionError
 
 if TYPE_CHECKING:
@@ -88,6 +95,11 @@ class ServerOptions:
     """The history's size bound in bytes (the oldest snapshots go first)."""
     history_events: int = 200
     """Events one history snapshot carries at most (those of the snapshots left out)."""
+    command_log: int = 5_000
+    """Commands of the run's log the history holds (the newest): a viewer that attaches after
+    more than this many cannot record a file that re-simulates the run."""
+    scenario_text: str = ""
+    """The scenario file's TOML, published on the ``scenario`` topic with the seed."""
     command_rate: float = 50.0
     """Commands applied per second, sustained (more are refused, and answered)."""
     command_burst: int = 100
@@ -201,15 +213,14 @@ class MqttServer:
         self._driver: DriverStatus | None = None
         self._events: deque[Event] = deque(maxlen=options.max_events)
         self._replies: deque[Reply] = deque()
-        self._history: deque[bytes] = deque()
-        self._history_size = 0
-        self._history_dirty = False
+        self._applied: deque[Applied] = deque(maxlen=options.command_log)
+        """Commands the engine applied, waiting for the link."""
+        self._history = Keeper(Bounds(keep=options.history_keep, size=options.history_bytes,
+                                      events=options.history_events,
+                                      commands=options.command_log))
         self._history_at = 0.0
         self._history_waiting: list[Command] = []
         """History requests to answer once the history has been published."""
-        self._carried: list[Event] = []
-        self._kept_time = float("-inf")
-        self._history_last_seq = 0
         self._timer: asyncio.TimerHandle | None = None
         self._metrics: dict[str, str] = {}
         self._metrics_at = 0.0
@@ -306,8 +317,13 @@ class MqttServer:
                             "status", retain=True)
         await self._publish(client, self.topics.catalogue, encode(self.session.catalogue),
                             "catalogue", retain=True)
+        engine = self.session.engine
+        info = RunInfo(run=self.options.run_id, scenario=engine.scenario.run.name,
+                       seed=engine.seed, started=self.started, version=self.options.version,
+                       toml=self.options.scenario_text, spec=scenario_to_dict(engine.scenario))
+        await self._publish(client, self.topics.scenario, encode(info), "scenario", retain=True)
         self._metrics.clear()  # the broker may have lost them: publish every value again
-        self._history_dirty = bool(self._history)
+        self._history.dirty = bool(self._history.snapshots)
         self._history_at = 0.0
         self._wake.set()
         await client.subscribe(self.topics.cmd, qos=QOS["cmd"])
@@ -329,6 +345,9 @@ class MqttServer:
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         """From the session, on every snapshot: fill the slots and queues, wake the sender."""
+        now = self.session.engine.now
+        if finite(now) == snap.time:  # just taken: stamp it with the exact time
+            snap = WireSnapshot(**msgspec.structs.asdict(snap), clock=now)
         payload = encode(snap)
         self._queue_snapshot(snap, payload)
         self._driver = replace(self.session.status, control=self.options.allow_control)
@@ -336,7 +355,8 @@ class MqttServer:
         if overflow > 0:
             self.counts["events_dropped"] += overflow
         self._events.extend(snap.events)
-        self._keep(snap, payload)
+        self._applied.extend(self._history.log(self.session.engine.commands, snap.seq))
+        self._history.keep(snap, payload)
         self._wake.set()
 
     def _queue_snapshot(self, snap: Snapshot, payload: bytes) -> None:
@@ -351,28 +371,6 @@ class MqttServer:
             snap = replace(snap, events=events)
             payload = encode(snap)
         queue.append((snap, payload))
-
-    def _keep(self, snap: Snapshot, payload: bytes) -> None:
-        """Add ``snap`` to the history if a simulated second has passed since the last kept;
-        the events of the snapshots left out ride on the next one kept."""
-        opts = self.options
-        self._carried.extend(snap.events)
-        if snap.time < self._kept_time + 1.0 and snap.time >= self._kept_time:
-            if len(self._carried) > opts.history_events:
-                del self._carried[: len(self._carried) - opts.history_events]
-            return
-        if len(self._carried) != len(snap.events):
-            events = tuple(self._carried[-opts.history_events:])
-            payload = encode(replace(snap, events=events))
-        self._carried.clear()
-        self._kept_time = snap.time
-        self._history.append(payload)
-        self._history_last_seq = snap.seq
-        self._history_size += len(payload)
-        while self._history and (len(self._history) > opts.history_keep
-                                 or self._history_size > opts.history_bytes):
-            self._history_size -= len(self._history.popleft())
-        self._history_dirty = True
 
     def _reply(self, reply: Reply) -> None:
         self._replies.append(reply)
@@ -398,6 +396,8 @@ class MqttServer:
             self._room.set()
             while self._events:
                 await self._publish_many(client, topics.events, "events", self._events)
+            while self._applied:  # before the snapshots that show them
+                await self._publish_many(client, topics.commands, "commands", self._applied)
             while self._snapshots:
                 _, payload = self._snapshots[0]
                 await self._publish(client, topics.snapshot, payload, "snapshot", retain=True)
@@ -418,18 +418,17 @@ class MqttServer:
         every ``history_gap``) when a viewer asked; the askers are answered after it."""
         opts = self.options
         asked = bool(self._history_waiting)
-        due = self._history_dirty and now >= self._history_at + opts.history_interval
+        due = self._history.dirty and now >= self._history_at + opts.history_interval
         if asked and now < self._history_at + opts.history_gap:
             self._wake_later(self._history_at + opts.history_gap - now)
             return
         if not (asked or due):
             return
         self._history_at = now
-        self._history_dirty = False
-        kept = list(self._history)
-        await self._publish(client, self.topics.history, history_payload(kept), "history",
+        self._history.dirty = False
+        await self._publish(client, self.topics.history, self._history.payload(), "history",
                             retain=True)
-        last = self._history_last_seq
+        last = self._history.last_seq
         waiting, self._history_waiting = self._history_waiting, []
         for cmd in waiting:
             await self._publish(client, self.topics.reply, encode(Reply(
@@ -444,7 +443,8 @@ class MqttServer:
             self._timer = asyncio.get_running_loop().call_later(delay, wake)
 
     async def _publish_many(self, client: aiomqtt.Client, topic: str, kind: str,
-                            queue: deque[Reply] | deque[Event], batch: int = 64) -> None:
+                            queue: deque[Reply] | deque[Event] | deque[Applied],
+                            batch: int = 64) -> None:
         """Publish up to ``batch`` records from ``queue`` without waiting for each one's
         acknowledgement before sending the next."""
         records = [queue.popleft() for _ in range(min(batch, len(queue)))]

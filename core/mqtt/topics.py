@@ -4,24 +4,28 @@ What each topic holds, whether it is retained and at which QoS is documented in 
 this module is the one place that spells the names. Payloads are the records of
 :mod:`stackyard.core.protocol` encoded as JSON (``encode``), plus two that exist only on the
 wire: :class:`ServerStatus` (the ``status`` topic: birth and last will) and :class:`History`
-(the ``history`` topic: recent snapshots for a viewer that has just attached).
+(the ``history`` topic: recent snapshots and the command log for a viewer that has just
+attached), :class:`RunInfo` (the ``scenario`` topic: what re-simulates the run) and
+:class:`Applied` (the ``commands`` topic: each command the run applied).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from stackyard.core.protocol import Record, Snapshot
+import msgspec
 
-__all__ = ["QOS", "History", "ServerStatus", "Topics", "metric_text", "topic_level",
-           "viewer_name"]
+from stackyard.core.protocol import Command, Record, Snapshot
+
+__all__ = ["QOS", "Applied", "History", "RunInfo", "ServerStatus", "Topics", "WireSnapshot",
+           "metric_text", "topic_level", "viewer_name"]
 
 ROOT: Final = "stackyard"
 
-QOS: Final = {"status": 1, "catalogue": 1, "snapshot": 1, "driver": 0, "history": 0,
-              "events": 1, "metrics": 0, "cmd": 1, "reply": 1}
+QOS: Final = {"status": 1, "catalogue": 1, "scenario": 1, "snapshot": 1, "driver": 0,
+              "history": 0, "events": 1, "commands": 1, "metrics": 0, "cmd": 1, "reply": 1}
 """The QoS each topic is published at: 1 where every message matters (a snapshot carries the
 events since the previous one), 0 where the next message replaces the last."""
 
@@ -52,6 +56,14 @@ class Topics:
     @property
     def catalogue(self) -> str:
         return f"{self.base}/catalogue"
+
+    @property
+    def scenario(self) -> str:
+        return f"{self.base}/scenario"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.base}/commands"
 
     @property
     def driver(self) -> str:
@@ -111,17 +123,62 @@ class ServerStatus(Record, frozen=True, kw_only=True):
     """Why it is offline ('' when online)."""
 
 
+class WireSnapshot(Snapshot, frozen=True, kw_only=True):
+    """A snapshot as the ``snapshot`` topic and the history carry it: a :class:`Snapshot` with
+    ``clock``, the engine's exact simulated time (``time`` is rounded to the microsecond),
+    which a viewer's recording needs to re-simulate the run to the same instant."""
+
+    clock: float | None = None
+    """None when the server could not tell (then ``time`` is all there is)."""
+
+
+class Applied(Record, frozen=True, kw_only=True):
+    """A command the run applied (the ``commands`` topic, and the history's log)."""
+
+    n: int
+    """Its place in the run's command log, from 0: a jump means some were missed."""
+    time: float
+    """The simulated time it applied at."""
+    seen: int
+    """The ``seq`` of the first snapshot that shows it (a re-simulation applies it before)."""
+    command: Command
+
+
 class History(Record, frozen=True, kw_only=True):
     """The retained ``history`` topic: recent snapshots, oldest first, at least a simulated
     second apart, each carrying the events since the previous one kept — what a viewer that has
-    just attached shows as trends and its event log."""
+    just attached shows as trends and its event log — and the run's command log."""
 
-    snapshots: tuple[Snapshot, ...] = ()
+    snapshots: tuple[WireSnapshot, ...] = ()
+    commands: tuple[Applied, ...] = ()
+    """The run's command log, the newest ones if it is longer than the server keeps."""
+    commands_total: int = 0
+    """How many commands the run has applied in all (the log's length)."""
 
 
-def history_payload(encoded: list[bytes]) -> bytes:
-    """A History payload built from already-encoded snapshots (no re-encoding)."""
-    return b'{"snapshots":[' + b",".join(encoded) + b"]}"
+class RunInfo(Record, frozen=True, kw_only=True):
+    """The retained ``scenario`` topic: the scenario and seed that, with the command log,
+    define the run — what a viewer's recording keeps to re-simulate it."""
+
+    run: str
+    scenario: str
+    """The scenario's name."""
+    seed: int
+    started: float = 0.0
+    """As in ServerStatus: the server process's start (Unix seconds)."""
+    version: str = ""
+    toml: str = ""
+    """The scenario file's text ('' when the server could not read it)."""
+    spec: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The scenario as the engine runs it (every section with its defaults filled in)."""
+
+
+def history_payload(encoded: list[bytes], commands: list[bytes] | None = None,
+                    total: int = 0) -> bytes:
+    """A History payload built from already-encoded snapshots and commands (no
+    re-encoding)."""
+    return (b'{"snapshots":[' + b",".join(encoded) + b'],"commands":['
+            + b",".join(commands or ()) + b'],"commands_total":' + str(total).encode() + b"}")
 
 
 def topic_level(text: str) -> str:
