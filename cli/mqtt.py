@@ -63,6 +63,10 @@ def register(sub: Any) -> None:
                         help="your name in the server's log (default: user@host)")
     attach.add_argument("--theme", metavar="NAME", help="colour theme")
     add_fps_option(attach)
+    attach.add_argument("--record", type=Path, metavar="FILE",
+                        help="record what this viewer receives to FILE, a new SQLite file, "
+                        "from the run's recent history on (see 'replay', 'rerun' and "
+                        "'export')")
     attach.set_defaults(handler=cmd_attach)
 
 
@@ -141,7 +145,8 @@ async def _serve(run: Any, broker: BrokerConfig | None, run_id: str,
             raise UsageError(str(exc)) from None
     session = run.session(speed=args.speed)
     server = MqttServer(session, broker, options=ServerOptions(
-        run_id=run_id, allow_control=args.allow_control, version=version()))
+        run_id=run_id, allow_control=args.allow_control, version=version(),
+        scenario_text=recording.source_text(args.scenario)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -200,17 +205,23 @@ def cmd_attach(args: argparse.Namespace) -> int:
         from stackyard.cli.main import _check_theme
 
         _check_theme(args.theme)
+    if args.record is not None:
+        try:
+            recording.check_path(args.record)
+        except recording.RecorderError as exc:
+            raise UsageError(f"--record: {exc}") from None
     return asyncio.run(_attach(broker, args))
 
 
 async def _attach(broker: BrokerConfig, args: argparse.Namespace) -> int:
-    from stackyard.core.mqtt.remote import RemoteSession, find_runs
+    from stackyard.core.mqtt.remote import RemoteOptions, RemoteSession, find_runs
 
     run_id = args.run_id
     try:
         if run_id is None:
             run_id = _pick(await find_runs(broker), broker)
-        session = RemoteSession(broker, run_id, viewer=_viewer_name(args))
+        session = RemoteSession(broker, run_id, viewer=_viewer_name(args),
+                                options=RemoteOptions(command_log=args.record is not None))
         await session.open()
     except MqttBridgeError as exc:
         raise UsageError(str(exc)) from None
@@ -219,13 +230,55 @@ async def _attach(broker: BrokerConfig, args: argparse.Namespace) -> int:
         raise UsageError(f"attach: the app needs a terminal (stdin and stdout are not both a "
                          f"TTY); 'mosquitto_sub -h {broker.host} -p {broker.port} "
                          f"-t stackyard/{run_id}/snapshot' reads the run without one")
+    record = await _recording(session, args.record) if args.record is not None else None
     from stackyard.tui.app import StackyardApp
     from stackyard.tui.pacing import FPS_DEFAULT
 
     app = StackyardApp(session, theme=args.theme, handle_signals=True,
                        fps=FPS_DEFAULT if args.fps is None else args.fps)
-    code = await app.run_async()
+    try:
+        code = await app.run_async()
+    finally:
+        if record is not None:
+            await record.close()
+    if record is not None:
+        if record.error is not None:
+            raise UsageError(record.error)
+        print(_recorded(record), file=sys.stderr)
     return code if isinstance(code, int) else (app.return_code or 0)
+
+
+async def _recording(session: Any, path: Path) -> Any:
+    """The recording ``--record`` asks for, its file created (a user error if it cannot be)."""
+    from stackyard.core.mqtt.record import ViewerRecording
+
+    try:
+        record = ViewerRecording(session, path)
+        await record.open()
+    except recording.RecorderError as exc:
+        await session.close()
+        raise UsageError(f"--record: {exc}") from None
+    return record
+
+
+def _recorded(record: Any) -> str:
+    """One line on what a viewer's recording holds."""
+    from stackyard.core.replay import clock
+
+    rec = record.recorder
+    span = f"{clock(rec.first_time)} to {clock(rec.last_time)}" \
+        if rec.first_time is not None and rec.last_time is not None else "nothing"
+    notes = [f"{rec.kept} snapshots"]
+    if rec.gaps:
+        notes.append(f"{rec.missed} missed in {rec.gaps} gaps")
+    if rec.snapshots_dropped:
+        notes.append(f"{rec.snapshots_dropped} dropped (the disk fell behind)")
+    notes.append("re-simulates with 'stackyard rerun'" if rec.commands_complete else
+                 "not the run's whole command log: replays but does not re-simulate")
+    if record.stopped:
+        notes.append(record.stopped)
+    return f"{PROG}: recorded {span} of run '{record.session.run_id}' to {rec.path} " \
+           f"({'; '.join(notes)})"
 
 
 def _pick(runs: list[ServerStatus], broker: BrokerConfig) -> str:

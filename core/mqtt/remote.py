@@ -10,6 +10,12 @@ The link reconnects with back-off (aiomqtt's reusable client); nothing is queued
 down — a command sent then is refused at once — and a jump in ``Snapshot.seq`` is a gap: the
 viewer carries on from the newest full snapshot (the retained one, after a reconnect) and says so
 in its event log.
+
+For a recording the session also keeps what defines the run: the scenario and seed (the
+retained ``scenario`` topic, :attr:`RemoteSession.run_info`) and, with
+``RemoteOptions.command_log``, the run's command log (:attr:`RemoteSession.log`) — from the
+history on attaching, then each command as the run applies it, fetched again from the history
+after a reconnect or a missed one — and its own commands with their replies (``sent``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,7 +34,15 @@ from msgspec.structs import replace
 
 from stackyard.core.mqtt.config import BrokerConfig, ConnectError, NoRunError
 from stackyard.core.mqtt.link import Backoff, connect_error, make_client, raise_if_cancelled
-from stackyard.core.mqtt.topics import QOS, History, ServerStatus, Topics
+from stackyard.core.mqtt.topics import (
+    QOS,
+    Applied,
+    History,
+    RunInfo,
+    ServerStatus,
+    Topics,
+    WireSnapshot,
+)
 from stackyard.core.protocol import (
     ActionInfo,
     Command,
@@ -43,7 +58,7 @@ from stackyard.core.protocol import (
 )
 from stackyard.core.session import SessionError, Subscriber, Subscribers
 
-__all__ = ["RemoteOptions", "RemoteSession", "find_runs"]
+__all__ = ["CommandLog", "RemoteOptions", "RemoteSession", "find_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +81,50 @@ class RemoteOptions:
     max_incoming: int = 1_000
     """Messages queued before they are read; past it they are dropped (a gap, healed by the
     next snapshot)."""
+    command_log: bool = False
+    """Follow the run's command log (for a recording): the ``commands`` topic, and the history
+    again after a reconnect or a missed command."""
+    max_log: int = 10_000
+    """Commands of the log kept at most (the newest)."""
+    max_sent: int = 10_000
+    """This viewer's own commands kept at most, with their replies (the newest)."""
+
+
+class CommandLog:
+    """The run's command log as a viewer learns it, by place in the log (``Applied.n``): from
+    a history, and command by command as the run applies them. Holds at most ``bound`` (the
+    newest)."""
+
+    def __init__(self, bound: int = 10_000) -> None:
+        self.bound = bound
+        self.entries: dict[int, Applied] = {}
+        self.total = 0
+        """The log's length as far as known (the highest ``n`` seen + 1, or a history's
+        count)."""
+
+    def add(self, applied: Applied) -> bool:
+        """Add one command; True if it shows that some before it were missed."""
+        if applied.n < 0 or applied.n in self.entries:
+            return False
+        hole = applied.n > self.total
+        self.entries[applied.n] = applied
+        self.total = max(self.total, applied.n + 1)
+        while len(self.entries) > self.bound:
+            del self.entries[min(self.entries)]
+        return hole
+
+    def merge(self, history: History) -> None:
+        for applied in history.commands:
+            self.add(applied)
+        self.total = max(self.total, history.commands_total)
+
+    def since(self, n: int) -> list[Applied]:
+        """The commands from number ``n`` on, as far as they follow each other."""
+        out = []
+        while n in self.entries:
+            out.append(self.entries[n])
+            n += 1
+        return out
 
 
 class RemoteSession:
@@ -87,6 +146,14 @@ class RemoteSession:
         """Snapshots missed in all."""
         self.bad_payloads = 0
         """Messages that were not valid records (ignored)."""
+        self.run_info: RunInfo | None = None
+        """The run's scenario and seed (the retained ``scenario`` topic; None until read)."""
+        self.log = CommandLog(self.options.max_log)
+        """The run's command log (followed with ``RemoteOptions.command_log``)."""
+        self.sent: deque[tuple[Command, Reply]] = deque(maxlen=self.options.max_sent)
+        """The commands and SQL queries sent through this session, with their replies."""
+        self.sent_total = 0
+        """Commands sent in all (``sent`` keeps the newest)."""
         self.link = "connecting"
         self._client = make_client(broker, identifier=f"stackyard-attach-{uuid.uuid4().hex[:12]}",
                                    max_incoming=self.options.max_incoming)
@@ -106,8 +173,13 @@ class RemoteSession:
         self._backwards = 0
         self._live = False
         self._subscribers = Subscribers()
+        self._when_live: list[Callable[[Snapshot | None], None]] = []
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._bad_logged_at = 0.0
+        self._refetch: asyncio.Task[None] | None = None
+        self._refetch_again = False
+        self._history_seq = -1
+        """``seq`` of the newest snapshot in the last history received."""
 
     # -- the Session protocol ---------------------------------------------------------------
 
@@ -140,11 +212,11 @@ class RemoteSession:
     async def send(self, command: Command) -> Reply:
         """Publish ``command`` on ``cmd`` and wait for the reply with its id. Never raises: a
         link that is down, a server that does not answer, a refusal — each is a Reply."""
-        return await self._request(command, self.options.reply_timeout)
+        return self._sent(command, await self._request(command, self.options.reply_timeout))
 
     async def query(self, node: str, sql: str) -> QueryResult:
-        reply = await self._request(Command("query", node, {"sql": sql}),
-                                    self.options.query_timeout)
+        command = Command("query", node, {"sql": sql})
+        reply = self._sent(command, await self._request(command, self.options.query_timeout))
         if reply.ok and reply.query is not None:
             return reply.query
         raise SessionError(reply.error or "the server sent no result")
@@ -167,8 +239,23 @@ class RemoteSession:
         self._history = ()
         if newest is not None:
             self._deliver(newest)
+        for callback in list(self._when_live):
+            callback(self._latest)
+
+    def when_live(self, callback: Callable[[Snapshot | None], None]) -> None:
+        """Call ``callback`` with the newest snapshot once :meth:`start` has delivered the
+        history and it: the snapshots delivered after it are live."""
+        self._when_live.append(callback)
+
+    def _sent(self, command: Command, reply: Reply) -> Reply:
+        self.sent.append((replace(command, id=reply.id, origin=f"remote:{self.viewer}"), reply))
+        self.sent_total += 1
+        return reply
 
     async def close(self) -> None:
+        refetch, self._refetch = self._refetch, None
+        if refetch is not None:
+            refetch.cancel()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -245,10 +332,12 @@ class RemoteSession:
             try:
                 async with self._client as client:
                     raise_if_cancelled()
-                    for topic, kind in ((topics.status, "status"),
-                                        (topics.catalogue, "catalogue"),
-                                        (topics.driver, "driver"), (topics.reply, "reply"),
-                                        (topics.snapshot, "snapshot")):
+                    wanted = [(topics.status, "status"), (topics.catalogue, "catalogue"),
+                              (topics.scenario, "scenario"), (topics.driver, "driver"),
+                              (topics.reply, "reply")]
+                    if self.options.command_log:
+                        wanted.append((topics.commands, "commands"))
+                    for topic, kind in [*wanted, (topics.snapshot, "snapshot")]:
                         await client.subscribe(topic, qos=QOS[kind])
                     history = not self._live
                     if history:
@@ -260,6 +349,8 @@ class RemoteSession:
                         first.set_result(None)
                     else:
                         log.info("reconnected to %s", self.broker.url)
+                        if self._live:
+                            self._fetch_log()  # commands applied while the link was down
                     async for message in client.messages:
                         raise_if_cancelled()
                         self._dispatch(str(message.topic), message.payload)
@@ -287,7 +378,7 @@ class RemoteSession:
         try:
             if topic == topics.snapshot:
                 if data:
-                    self._on_snapshot(decode(Snapshot, data))
+                    self._on_snapshot(decode(WireSnapshot, data))
             elif topic == topics.reply:
                 self._on_reply(decode(Reply, data))
             elif topic == topics.driver:
@@ -297,9 +388,20 @@ class RemoteSession:
             elif topic == topics.catalogue:
                 self._catalogue = decode(tuple[ActionInfo, ...], data)
             elif topic == topics.history:
-                if data and not self._live:
-                    self._history = decode(History, data).snapshots
+                if data:
+                    history = decode(History, data)
+                    if not self._live:
+                        self._history = history.snapshots
+                    if history.snapshots:
+                        self._history_seq = history.snapshots[-1].seq
+                    self.log.merge(history)
                 self._got_history.set()
+            elif topic == topics.scenario:
+                if data:
+                    self.run_info = decode(RunInfo, data)
+            elif topic == topics.commands and self.log.add(decode(Applied, data)) and \
+                    self._live:
+                self._fetch_log()
         except ProtocolError as exc:
             self.bad_payloads += 1
             now = time.monotonic()
@@ -347,6 +449,51 @@ class RemoteSession:
         self._received = snap
         if self._live:
             self._deliver(snap)
+
+    def _fetch_log(self) -> None:
+        """Fetch the history again, in the background, for the commands it holds (one fetch at
+        a time; one more if asked meanwhile)."""
+        if not self.options.command_log:
+            return
+        if self._refetch is not None and not self._refetch.done():
+            self._refetch_again = True
+            return
+        self._refetch = asyncio.create_task(self._refetch_log(), name="stackyard-attach-log")
+
+    async def _refetch_log(self) -> None:
+        topics = self.topics
+        while True:
+            self._refetch_again = False
+            client = self._connected
+            if client is None:
+                return
+            try:
+                await client.subscribe(topics.history, qos=QOS["history"])
+                wait = self.options.history_wait * 2
+                reply = await self._request(Command("history"), wait)
+                if reply.ok and reply.result.isdigit():
+                    deadline = time.monotonic() + wait
+                    while self._history_seq < int(reply.result) and \
+                            time.monotonic() < deadline:
+                        self._got_history.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._got_history.wait(),
+                                                   max(0.0, deadline - time.monotonic()))
+                await client.unsubscribe(topics.history)
+            except aiomqtt.MqttError:
+                return  # the next connection fetches it again
+            if not self._refetch_again:
+                return
+
+    async def sync_log(self, timeout: float | None = None) -> None:
+        """Fetch the history now for the command log (e.g. before a recording closes, so it
+        holds the commands whose messages were lost) and wait for it, at most ``timeout``."""
+        if not self.options.command_log:
+            return
+        self._fetch_log()
+        refetch = self._refetch
+        if refetch is not None:
+            await asyncio.wait((refetch,), timeout=timeout or self.options.history_wait * 2)
 
     def _deliver(self, snap: Snapshot) -> None:
         self._latest = snap
