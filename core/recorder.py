@@ -345,11 +345,11 @@ class RecordingWriter:
         except sqlite3.Error as exc:
             raise RecorderError(f"{self.path}: cannot write: {exc}") from None
         self._db = db
-        self._task = asyncio.create_task(self._writer(), name="stackyard-recorder")
+        self._task = asyncio.create_task(self._writer(db), name="stackyard-recorder")
 
-    async def _writer(self) -> None:
-        db = self._db
-        assert db is not None
+    async def _writer(self, db: aiosqlite.Connection) -> None:
+        # The connection is passed in: the task may first run after close() has taken
+        # self._db (a recorder opened and closed without the loop turning in between).
         try:
             while True:
                 if not self._pending:
@@ -385,6 +385,8 @@ class RecordingWriter:
             raise
         except Exception as exc:  # disk full, file removed...: stop recording, keep running
             self._fail(f"{self.path}: recording stopped: {exc}")
+        finally:
+            self._drained.set()  # however the writer ends, nobody waits for it forever
 
     def _fail(self, message: str) -> None:
         log.error("%s", message)
