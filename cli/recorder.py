@@ -162,8 +162,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from stackyard.core.replay import ReplaySession
     from stackyard.tui.app import run_app
 
-    session = ReplaySession(rec, speed=args.speed, paused=args.paused, at=args.at,
-                            publish_hz=snapshot_hz(5.0, args.fps))
+    try:
+        session = ReplaySession(rec, speed=args.speed, paused=args.paused, at=args.at,
+                                publish_hz=snapshot_hz(5.0, args.fps))
+    except RecordingError as exc:
+        rec.close()
+        raise _usage(str(exc)) from None
     code = run_app(session, theme=args.theme, fps=args.fps)
     if session.problem is not None:
         raise _usage(session.problem)

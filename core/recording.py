@@ -35,7 +35,7 @@ from stackyard.core.protocol import (
     Snapshot,
     decode,
 )
-from stackyard.core.recorder import APPLICATION_ID, FORMAT, SCHEMA_VERSION
+from stackyard.core.recorder import APPLICATION_ID, FED_SCHEMA, FORMAT, SCHEMA_VERSION
 from stackyard.core.scenario import scenario_from_dict
 
 MarkerKind = Literal["command", "fault", "slo"]
@@ -384,6 +384,9 @@ def _meta(p: Path, rows: dict[Any, Any]) -> Meta:
     if source not in ("run", "viewer"):
         raise RecordingError(f"{p}: meta.source: expected run or viewer, got "
                              f"{str(source)[:40]!r}")
+    if source == "viewer" and schema < FED_SCHEMA:
+        raise RecordingError(f"{p}: meta.schema: a viewer's recording has schema "
+                             f"{FED_SCHEMA} or later, this one says {schema}")
     events_from = number("events_from", int) if "events_from" in rows else None
     return Meta(schema=schema, stackyard_version=text("stackyard_version"),
                 scenario_name=text("scenario_name"), scenario_toml=text("scenario_toml"),

@@ -164,7 +164,11 @@ class ReplaySession:
         self.position = rec.start if at is None else self._clamp(at)
         self.problem: str | None = None
         """Why playback stopped early (a damaged snapshot), else None."""
-        self.forkable = rec.rerunnable() is None
+        try:
+            unforkable = rec.rerunnable()
+        except RecordingError as exc:  # a damaged command log: it plays, it does not fork
+            unforkable = str(exc)
+        self.forkable = unforkable is None
         """Whether ``rerun --from`` can fork a live run from this recording."""
         self.sent: list[tuple[Command, Reply]] = []
         self._subscribers = Subscribers()
@@ -206,7 +210,8 @@ class ReplaySession:
             if action is None:
                 fork = f"; 'stackyard rerun {self.rec.path.name} --from " \
                     f"{clock(self.position)}' forks a live run from here" if self.forkable \
-                    else " (a viewer's recording without the run's whole command log)"
+                    else " (and this recording cannot fork a live run: 'stackyard rerun " \
+                    f"{self.rec.path.name}' says why)"
                 raise CommandError(f"{command.kind}: this is a replay, so faults and controls "
                                    f"are off{fork}")
             if command.target:
