@@ -98,7 +98,10 @@ class FeedRecorder(RecordingWriter):
         self.commands_total = 0
         """Commands the run is known to have applied (its log's length as last told)."""
         self._next_command = 0
-        self._commands_lost = False
+        """Every command numbered below it is held (the log's whole prefix)."""
+        self._ahead: set[int] = set()
+        """Numbers held above ``_next_command`` (past a hole)."""
+        self._held = 0
         self.first_time: float | None = None
         """Simulated time of the first snapshot recorded."""
         self._last_k = -1
@@ -174,15 +177,21 @@ class FeedRecorder(RecordingWriter):
 
     def command(self, number: int, time: float, cmd: Command, seen: int) -> None:
         """The run applied ``cmd`` (the ``number``-th of its log, from 0) at ``time``; the
-        snapshot with ``seq`` ``seen`` was the first to show it. Commands must come in order,
-        without holes (one out of order is ignored)."""
-        if self._closed or number != self._next_command:
+        snapshot with ``seq`` ``seen`` was the first to show it. In any order: one already
+        held is ignored, and a hole left by a missed one is filled if it comes later."""
+        if self._closed or number < self._next_command or number in self._ahead:
             return
-        self._next_command += 1
-        self.commands_total = max(self.commands_total, self._next_command)
-        if len(self._commands) >= self.max_carry:
-            self._commands_lost = True
-            return
+        self.commands_total = max(self.commands_total, number + 1)
+        if len(self._commands) >= self.max_carry or len(self._ahead) >= self.max_carry:
+            return  # not held: the file says its log is incomplete
+        self._held += 1
+        if number == self._next_command:
+            self._next_command += 1
+            while self._next_command in self._ahead:
+                self._ahead.remove(self._next_command)
+                self._next_command += 1
+        else:
+            self._ahead.add(number)
         self._commands.append((command_row(time, cmd, number=number, seen=seen), time, cmd))
 
     def log_length(self, total: int) -> None:
@@ -204,7 +213,7 @@ class FeedRecorder(RecordingWriter):
     @property
     def commands_complete(self) -> bool:
         """Whether the file holds the run's whole command log as far as it is known."""
-        return not self._commands_lost and self._next_command >= self.commands_total
+        return self._next_command >= self.commands_total
 
     # -- inside -----------------------------------------------------------------------------
 
@@ -255,7 +264,7 @@ class FeedRecorder(RecordingWriter):
         bundle.sent, self._sent = self._sent, []
         self._meta_updates["commands_total"] = str(self.commands_total)
         self._meta_updates["commands"] = "complete" if self.commands_complete else \
-            f"incomplete: {self._next_command} of {self.commands_total}"
+            f"incomplete: {self._held} of {self.commands_total}"
         bundle.meta, self._meta_updates = self._meta_updates, {}
 
     def _meta(self) -> dict[str, str]:

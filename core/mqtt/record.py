@@ -72,7 +72,6 @@ class ViewerRecording:
         self.stopped: str | None = None
         """Why the recording stopped taking snapshots before it was closed (None: it did
         not)."""
-        self._next_command = 0
         self._sent_seen = session.sent_total
         self._shown = 0.0
         self._unsubscribe = session.subscribe(self._on_snapshot)
@@ -123,9 +122,8 @@ class ViewerRecording:
     def _forward(self) -> None:
         """Hand the recorder the commands the session learnt of since last time."""
         session, recorder = self.session, self.recorder
-        for applied in session.log.since(self._next_command):
+        for applied in session.log.take():
             recorder.command(applied.n, applied.time, applied.command, applied.seen)
-            self._next_command = applied.n + 1
         recorder.log_length(session.log.total)
         fresh = session.sent_total - self._sent_seen
         self._sent_seen = session.sent_total

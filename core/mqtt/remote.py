@@ -101,6 +101,8 @@ class CommandLog:
         self.total = 0
         """The log's length as far as known (the highest ``n`` seen + 1, or a history's
         count)."""
+        self.added: deque[Applied] = deque(maxlen=bound)
+        """Commands added since a recording last took them (:meth:`take`)."""
 
     def add(self, applied: Applied) -> bool:
         """Add one command; True if it shows that some before it were missed."""
@@ -108,6 +110,7 @@ class CommandLog:
             return False
         hole = applied.n > self.total
         self.entries[applied.n] = applied
+        self.added.append(applied)
         self.total = max(self.total, applied.n + 1)
         while len(self.entries) > self.bound:
             del self.entries[min(self.entries)]
@@ -118,12 +121,10 @@ class CommandLog:
             self.add(applied)
         self.total = max(self.total, history.commands_total)
 
-    def since(self, n: int) -> list[Applied]:
-        """The commands from number ``n`` on, as far as they follow each other."""
-        out = []
-        while n in self.entries:
-            out.append(self.entries[n])
-            n += 1
+    def take(self) -> list[Applied]:
+        """The commands added since the last call, in the order they came."""
+        out = list(self.added)
+        self.added.clear()
         return out
 
 
