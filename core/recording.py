@@ -143,6 +143,13 @@ class Recording:
         except (ValueError, ScenarioError) as exc:
             reason = " ".join(str(exc).split())[:160]
             raise RecordingError(f"{p}: meta.scenario_json: {reason}") from None
+        if meta.source == "viewer":
+            try:
+                db.execute("SELECT seen FROM commands LIMIT 0")
+                db.execute("SELECT time, data, reply FROM sent LIMIT 0")
+            except sqlite3.OperationalError as exc:
+                raise RecordingError(f"{p}: a viewer's recording without its tables "
+                                     f"({_reason(exc)})") from None
         index = db.execute("SELECT seq, time FROM snapshots ORDER BY seq").fetchall()
         if not index:
             raise RecordingError(f"{p}: holds no snapshots (the recorder stopped before its "
@@ -274,7 +281,8 @@ class Recording:
         try:
             total = int(rows.get("commands_total", ""))
         except ValueError:
-            total = -1
+            return (f"{self.path}: meta.commands_total: expected a count of commands, got "
+                    f"{rows.get('commands_total', 'nothing')[:40]!r}")
         held = "none" if not count else f"numbers {first - 1}-{last - 1}"
         if total < 0 or count != total or (count and (first != 1 or last != count)):
             return (f"{what} that holds {held} of the run's {max(total, 0)} commands, not its "

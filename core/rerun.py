@@ -22,6 +22,7 @@ nothing visible but the fault numbering), and is applied the same way here.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -179,6 +180,10 @@ def _rerun_received(rec: Recording,
             recorded = rec.snapshot(index)
             while applied < len(commands) and commands[applied][2] <= recorded.seq:
                 at, cmd, _ = commands[applied]
+                if not (math.isfinite(at) and at <= t + 1e-9):  # never run past the snapshot
+                    raise RecordingError(
+                        f"{rec.path}: commands: {cmd.kind} at {at:g} s is shown first by the "
+                        f"snapshot at {t:g} s, which is earlier: the file is damaged")
                 apply_logged(engine, at, cmd)
                 applied += 1
             engine.run_until(t)

@@ -195,3 +195,112 @@ def test_a_recorder_killed_mid_run_leaves_a_file_that_replays_to_its_last_commit
     done = stackyard("rerun", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "identical" in done.stdout
+
+
+SCHEMA_1 = Path(__file__).parent / "data" / "schema1-default.db"
+"""15 s of ``default`` (seed 2, a key's and the palette's command) recorded by the stackyard
+that wrote schema 1, before viewers' recordings (schema 2) existed."""
+
+
+def test_a_schema_1_recording_still_opens_replays_reruns_and_exports(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    shutil.copy(SCHEMA_1, path)  # never open the fixture itself: reading may recover a WAL
+    with Recording.open(path) as rec:
+        assert (rec.meta.schema, rec.meta.source, rec.meta.seed) == (1, "run", 2)
+        assert rec.times == [float(t) for t in range(16)]
+        assert [(c.kind, c.origin) for _, c in rec.commands()] == [
+            ("kill_container", "key"), ("traffic_spike", "palette")]
+        assert rec.sent() == [] and rec.rerunnable() is None
+    replay = ReplaySession(Recording.open(path), paused=True)
+    try:
+        assert replay.forkable
+        assert replay.apply(Command("jump", params={"to": "next"})).ok
+        # The fault at 4 s shows first in the snapshot after it.
+        assert replay.latest is not None and replay.latest.time == 5.0
+    finally:
+        replay.rec.close()
+    done = stackyard("rerun", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"{path}: identical: 16 snapshots from 0:00:00 to 0:00:15")
+    done = stackyard("export", str(path), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert [Path(line).name for line in done.stdout.splitlines()] == [
+        "old.series.csv", "old.events.csv", "old.commands.csv"]
+
+
+@pytest.fixture(scope="module")
+def viewers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A viewer's recording of 20 s of ``default`` with the run's whole command log (fed as
+    ``serve`` publishes; tests/mqtt/test_record.py makes them over a broker)."""
+    import asyncio
+
+    from stackyard.core.engine import Engine
+    from tests.core.conftest import scenario
+    from tests.core.test_feed_recorder import SEED, Served, fed
+
+    path = tmp_path_factory.mktemp("viewer") / "viewer.db"
+
+    async def make() -> None:
+        engine = Engine(scenario("default"), seed=SEED)
+        rec = fed(path, engine)
+        await rec.open()
+        Served(rec, engine).run(20.0)
+        await rec.close()
+
+    asyncio.run(make())
+    done = stackyard("rerun", str(path))
+    assert done.returncode == 0 and "identical" in done.stdout, done.stdout + done.stderr
+    return path
+
+
+def _sql(*statements: str) -> Callable[[Path, Path], None]:
+    def make(src: Path, dst: Path) -> None:
+        shutil.copy(src, dst)
+        db = sqlite3.connect(dst)
+        for statement in statements:
+            db.execute(statement)
+        db.commit()
+        db.close()
+
+    return make
+
+
+VIEWER_HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str, tuple[str, ...]]] = {
+    # kind: (make, expected in the line, commands that must refuse the file)
+    "source": (_sql("UPDATE meta SET value = 'martian' WHERE key = 'source'"),
+               "meta.source: expected run or viewer, got 'martian'", ("replay", "rerun",
+                                                                      "export")),
+    "schema": (_sql("UPDATE meta SET value = '1' WHERE key = 'schema'"),
+               "meta.schema: a viewer's recording has schema 2 or later, this one says 1",
+               ("replay", "rerun", "export")),
+    "events_from": (_sql("INSERT OR REPLACE INTO meta VALUES ('events_from', 'soon')"),
+                    "meta.events_from: expected a number, got 'soon'",
+                    ("replay", "rerun", "export")),
+    "no sent": (_sql("DROP TABLE sent"), "a viewer's recording without its tables (no such "
+                "table: sent)", ("replay", "rerun", "export")),
+    "seen": (_sql("UPDATE commands SET seen = 'later' WHERE id = 2"),
+             "commands.seen: expected a snapshot seq, got 'later'", ("rerun",)),
+    "total": (_sql("UPDATE meta SET value = 'many' WHERE key = 'commands_total'"),
+              "meta.commands_total: expected a count of commands, got 'many'", ("rerun",)),
+    "hole": (_sql("DELETE FROM commands WHERE id = 2"),
+             "holds numbers 0-4 of the run's 5 commands, not its whole command log", ("rerun",)),
+    "far": (_sql("UPDATE commands SET time = 1e300 WHERE id = 1"),
+            "commands: kill_container at 1e+300 s is shown first by the snapshot at", ("rerun",)),
+}
+
+
+@pytest.mark.parametrize("kind", VIEWER_HOSTILE)
+def test_hostile_viewers_recordings_get_one_line_and_exit_2(viewers: Path, tmp_path: Path,
+                                                            kind: str) -> None:
+    make, expected, refusing = VIEWER_HOSTILE[kind]
+    bad = tmp_path / f"{kind}.db"
+    make(viewers, bad)
+    for command in refusing:
+        done = stackyard(command, str(bad))
+        lines = error_lines(done)
+        assert len(lines) == 1 and lines[0].startswith(f"stackyard: {bad}: "), (command, lines)
+        assert expected in lines[0], (command, lines)
+        assert done.stdout == ""
+    if "export" not in refusing:  # what export does not read cannot stop it
+        done = stackyard("export", str(bad), "--force")
+        assert done.returncode == 0, done.stderr

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from stackyard.tui.app import StackyardApp
 from tests.mqtt.conftest import SEED, Mosquitto, until
 from tests.test_cli import ROOT
 from tests.tui.test_replay import REPLAY_SIZE, SIZE, panes_and_events
+from tests.tui.test_tmux import Tmux, _up, tmux  # noqa: F401 - the fixture
 
 CLI = [sys.executable, "-m", "stackyard.cli"]
 
@@ -207,3 +212,65 @@ async def test_the_viewers_screens_replay_from_its_recording(mosquitto: Mosquitt
             await replay.send_command(Command("seek", params={"time": t}))
             await pilot.pause()
             assert panes_and_events(replay) == screen, t
+
+
+def _rows(path: Path, table: str) -> int:
+    """Rows another process has committed to ``table`` of ``path`` so far."""
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_an_attached_recorder_killed_mid_run_leaves_a_file_that_replays_and_reruns(
+        mosquitto: Mosquitto, tmux: Tmux, tmp_path: Path) -> None:  # noqa: F811
+    """The real binaries: ``serve``, and ``attach --record`` in a terminal, SIGKILLed."""
+    path = tmp_path / "killed.db"
+    serve = subprocess.Popen([*CLI, "serve", "default", "--broker", mosquitto.url, "--run-id",
+                              "k", "--allow-control", "--speed", "10", "--seed", "3"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        assert serve.stdout is not None
+        while "attach with: " not in (line := serve.stdout.readline()):
+            assert line, serve.stderr.read() if serve.stderr else ""
+        tmux.start("attach", "--broker", mosquitto.url, "--run-id", "k", "--name", "ann",
+                   "--record", str(path), size=(80, 24))
+        tmux.wait(_up, "the three panes")
+        tmux.keys("d")  # kill the selected container, from the viewer's key
+        tmux.wait(lambda s: "kill_container on app-1" in s, "the fault")
+        end = time.monotonic() + 60
+        while _rows(path, "snapshots") < 15 or _rows(path, "sent") < 1:
+            assert time.monotonic() < end, "the viewer's recorder committed too little in time"
+            time.sleep(0.05)
+        pid = int(tmux.flags("pane_pid")[0])
+        assert "attach" in Path(f"/proc/{pid}/cmdline").read_text()
+        os.kill(pid, signal.SIGKILL)
+        tmux.wait_dead()
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.communicate(timeout=30)
+    with Recording.open(path) as rec:
+        assert rec.meta.end_time is None and rec.meta.source == "viewer"  # cut short
+        last = rec.end
+        assert len(rec.times) >= 15
+        ((_, command, reply),) = rec.sent()
+        assert (command.kind, command.target, command.origin, reply.ok) == \
+            ("kill_container", "app-1", "remote:ann", True)
+        assert [(c.kind, c.origin) for _, c, _ in rec.commands_seen()] == \
+            [("kill_container", "remote:ann")]
+    replay = ReplaySession(Recording.open(path), paused=True)
+    try:
+        assert replay.apply(Command("seek", params={"time": last})).ok
+        assert replay.latest is not None and replay.latest.time == round(last, 6)
+    finally:
+        replay.rec.close()
+    done = cli("rerun", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "identical" in done.stdout and "1 commands" in done.stdout
