@@ -403,11 +403,7 @@ class Series:
         cap = self.capacity
         stamps = self._stamps
         vals = self._values
-        out = []
-        for s in range(end - n + 1, end + 1):
-            i = s % cap
-            out.append(vals[i] if stamps[i] == s else 0.0)
-        return out
+        return [vals[s % cap] if stamps[s % cap] == s else 0.0 for s in range(end - n + 1, end + 1)]
 
     def last(self, now: float) -> float:
         """The value of second ``int(now)`` (the current, possibly partial, second)."""
@@ -422,7 +418,9 @@ class Series:
         n = min(seconds, end, self.capacity)
         if n <= 0:
             return 0.0
-        return sum(self._get(s) for s in range(end - n, end)) / n
+        cap, stamps, vals = self.capacity, self._stamps, self._values
+        return sum([vals[s % cap] if stamps[s % cap] == s else 0.0
+                    for s in range(end - n, end)]) / n
 
 
 class Meter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from stackyard.core.model.compute import RUNNING, Container
@@ -42,10 +43,14 @@ TREND = 30
 """Seconds of per-second history carried in a node's ``trend``."""
 
 _r = finite
+_isfinite = math.isfinite
 
 
 def _trend(values: list[float]) -> tuple[float, ...]:
-    return tuple(_r(v) for v in values)
+    # finite() inlined, and skipped for whole numbers (per-second counts mostly are), which it
+    # leaves as they are: a snapshot carries hundreds of trend values (a recorder's main cost).
+    return tuple([v if (v := float(x)).is_integer() else round(v, 6) if _isfinite(v) else _r(v)
+                  for x in values])
 
 
 def _budget(burn: float) -> float:
@@ -60,15 +65,18 @@ def kpis(world: World, active_faults: int, recovering: int = 0) -> Kpis:
     errs = world.errors_meter.series.rate(now, 5)
     hits = sum(sum(e.hit_meter.series.values(10, now)) for e in world.edges.values())
     lookups = sum(sum(e.lookup_meter.series.values(10, now)) for e in world.edges.values())
+    slo = world.slo
+    bad, total = slo.recent(now)  # once: it walks the window's buckets
+    burn = slo.burn(bad, total)
     return Kpis(
         rps=_r(world.arrivals.series.rate(now, 5)),
         p50=_r(p50),
         p95=_r(p95),
         p99=_r(p99),
         error_rate=_r(errs / (done + errs) if done + errs else 0.0),
-        slo_good=_r(world.slo.window_good_ratio(now)),
-        slo_budget=_r(_budget(world.slo.window_burn(now))),
-        slo_burn=_r(world.slo.window_burn(now)),
+        slo_good=_r(1.0 - bad / total if total else 1.0),
+        slo_budget=_r(_budget(burn)),
+        slo_burn=_r(burn),
         slo_window=_r(world.slo.window),
         cdn_hit_ratio=_r(hits / lookups if lookups else 0.0),
         arrived=world.arrived,
