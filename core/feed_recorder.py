@@ -87,6 +87,9 @@ class FeedRecorder(RecordingWriter):
         self.snapshots_dropped = 0
         """Snapshots not recorded because the writer was behind."""
         self.events_dropped = 0
+        self.sent_dropped = 0
+        """This viewer's commands not recorded (more waited for the next snapshot than
+        ``max_carry``)."""
         self.foreign = 0
         """Snapshots of another scenario or seed, or going back in time (not recorded)."""
         self.gaps = 0
@@ -200,7 +203,11 @@ class FeedRecorder(RecordingWriter):
 
     def sent(self, time: float, cmd: Command, reply: Reply) -> None:
         """This viewer sent ``cmd`` and got ``reply`` while showing simulated time ``time``."""
-        if self._closed or len(self._sent) >= self.max_carry:
+        if self._closed:
+            return
+        if len(self._sent) >= self.max_carry:
+            self.sent_dropped += 1
+            self._meta_updates["sent_dropped"] = str(self.sent_dropped)
             return
         self._sent.append((time, cmd.kind, cmd.target, int(reply.ok), encode(cmd).decode(),
                            encode(replace(reply, query=None)).decode()))
