@@ -254,6 +254,10 @@ class RemoteSession:
         return reply
 
     async def close(self) -> None:
+        if self.options.command_log and self._live and self._connected is not None:
+            # A last look at the log for a recording (commands whose messages were lost),
+            # bounded by history_wait; the app closes its session before the recording.
+            await self.sync_log()
         refetch, self._refetch = self._refetch, None
         if refetch is not None:
             refetch.cancel()

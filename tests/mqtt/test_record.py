@@ -274,3 +274,14 @@ def test_an_attached_recorder_killed_mid_run_leaves_a_file_that_replays_and_reru
     done = cli("rerun", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "identical" in done.stdout and "1 commands" in done.stdout
+
+
+def test_attach_record_refuses_a_file_that_exists_before_connecting(tmp_path: Path) -> None:
+    path = tmp_path / "taken.db"
+    path.write_bytes(b"keep me")
+    done = cli("attach", "--broker", "mqtt://127.0.0.1:9", "--run-id", "r", "--record",
+               str(path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"stackyard: --record: {path}: already exists; "
+                                        "record to a new file"]
+    assert path.read_bytes() == b"keep me"
