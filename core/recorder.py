@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -253,6 +254,17 @@ class _Compressor:
         return out
 
 
+_INSERT_SNAPSHOTS = "INSERT INTO snapshots (seq, time, ref, data) VALUES (?, ?, ?, ?)"
+_INSERT_EVENTS = ("INSERT INTO events (sample, time, severity, component, kind, data) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_COMMANDS = ("INSERT INTO commands (id, time, kind, target, origin, data, seen) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT_MARKERS = "INSERT INTO markers (time, kind, label) VALUES (?, ?, ?)"
+_INSERT_SENT = ("INSERT INTO sent (time, kind, target, ok, data, reply) "
+                "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+
 class RecordingWriter:
     """The file side of a recorder: creates ``path`` (a new file), takes :class:`Bundle` s on
     a queue and commits them from an asyncio task — compressed in a worker thread, written
@@ -360,25 +372,16 @@ class RecordingWriter:
                 batch = [self._pending.popleft()
                          for _ in range(min(BATCH, len(self._pending)))]
                 rows = await asyncio.to_thread(self._compressor.rows, batch)
-                await db.executemany(
-                    "INSERT INTO snapshots (seq, time, ref, data) VALUES (?, ?, ?, ?)", rows)
-                await db.executemany(
-                    "INSERT INTO events (sample, time, severity, component, kind, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", [e for b in batch for e in b.events])
-                await db.executemany(
-                    "INSERT INTO commands (id, time, kind, target, origin, data, seen) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [c for b in batch for c in b.commands])
-                await db.executemany(
-                    "INSERT INTO markers (time, kind, label) VALUES (?, ?, ?)",
-                    [m for b in batch for m in b.markers])
-                await db.executemany(
-                    "INSERT INTO sent (time, kind, target, ok, data, reply) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", [s for b in batch for s in b.sent])
                 meta = {k: v for b in batch for k, v in b.meta.items()}
-                if meta:
-                    await db.executemany(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                        list(meta.items()))
+                for sql, values in (
+                        (_INSERT_SNAPSHOTS, rows),
+                        (_INSERT_EVENTS, [e for b in batch for e in b.events]),
+                        (_INSERT_COMMANDS, [c for b in batch for c in b.commands]),
+                        (_INSERT_MARKERS, [m for b in batch for m in b.markers]),
+                        (_INSERT_SENT, [x for b in batch for x in b.sent]),
+                        (_INSERT_META, list(meta.items()))):
+                    if values:  # each call is a round trip to aiosqlite's thread
+                        await db.executemany(sql, values)
                 await db.commit()
                 self.written += len(batch)
         except asyncio.CancelledError:
@@ -489,8 +492,9 @@ class Recorder(RecordingWriter):
         fresh = engine.event_count - self._events_seen
         self._events_seen = engine.event_count
         if fresh > 0:
-            kept = list(engine.events)[-fresh:] if fresh <= len(engine.events) \
-                else list(engine.events)
+            events = engine.events
+            kept = list(itertools.islice(events, len(events) - fresh, None)) \
+                if fresh <= len(events) else list(events)
             if fresh > len(kept):
                 self.events_lost += fresh - len(kept)
                 kept.insert(0, Event(time=engine.now, severity="warning", component="recorder",
