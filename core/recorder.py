@@ -73,6 +73,11 @@ HIGH_WATER: Final = 240
 """Bundles queued before the engine waits for the writer (about 2 MB of snapshots)."""
 BATCH: Final = 64
 """Bundles per transaction at most."""
+GROUP: Final = 16
+"""Bundles the writer waits for before it commits (each commit costs the engine thread hops)..."""
+GROUP_WAIT: Final = 0.5
+"""...or this many wall seconds after the first of them, whichever comes first: a killed
+process loses at most this much of its recording."""
 SLO_WINDOW: Final = 10
 """Samples over which the SLO is judged for breach markers."""
 MAX_LABEL: Final = 120
@@ -297,6 +302,7 @@ class RecordingWriter:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._hurry = 0  # flush() callers waiting: commit what there is at once
         self._compressor = _Compressor()
 
     # -- for subclasses ---------------------------------------------------------------------
@@ -328,7 +334,8 @@ class RecordingWriter:
         self._pending.append(bundle)
         self.peak_pending = max(self.peak_pending, len(self._pending))
         self._drained.clear()
-        self._wake.set()
+        if len(self._pending) == 1 or len(self._pending) >= GROUP:
+            self._wake.set()  # the first starts the writer's wait; a group ends it
 
     # -- the file ---------------------------------------------------------------------------
 
@@ -369,6 +376,10 @@ class RecordingWriter:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
+                if len(self._pending) < GROUP and not self._hurry:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), GROUP_WAIT)
                 batch = [self._pending.popleft()
                          for _ in range(min(BATCH, len(self._pending)))]
                 rows = await asyncio.to_thread(self._compressor.rows, batch)
@@ -410,8 +421,12 @@ class RecordingWriter:
         """Wait until every bundle so far is committed (or the recording has failed)."""
         if self._task is None or self._task.done():
             return
-        self._wake.set()
-        await self._drained.wait()
+        self._hurry += 1
+        try:
+            self._wake.set()
+            await self._drained.wait()
+        finally:
+            self._hurry -= 1
 
     async def _finish(self, final: dict[str, str]) -> None:
         """Write what is queued and the closing metadata (unless the recording failed), and

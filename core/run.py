@@ -7,6 +7,7 @@ SQLite storage and a session, and get a typed :class:`~core.protocol.RunSummary`
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,27 @@ if TYPE_CHECKING:
     from stackyard.core.session import LocalSession
 
 __all__ = ["Run", "StorageError", "open_run", "publish_hz"]
+
+
+_frozen_runs = 0
+
+
+def _freeze() -> None:
+    """A started run's world lives as long as the run: move it, and everything else alive, out
+    of the collector's reach (``gc.freeze``), so that the full collections the snapshots'
+    short-lived objects bring on (a recorder's, a viewer's) stop walking the whole world each
+    time — without it recording costs about 4% more. The last run to close thaws it all."""
+    global _frozen_runs
+    if _frozen_runs == 0:
+        gc.freeze()
+    _frozen_runs += 1
+
+
+def _thaw() -> None:
+    global _frozen_runs
+    _frozen_runs -= 1
+    if _frozen_runs == 0:
+        gc.unfreeze()
 
 
 def publish_hz(scenario: Scenario) -> float:
@@ -53,6 +75,7 @@ class Run:
     attached and writes once the run is started."""
     _started: bool = False
     _recording: bool = False
+    _frozen: bool = False
 
     @property
     def seed(self) -> int:
@@ -60,6 +83,9 @@ class Run:
 
     async def start(self) -> None:
         """Open the storage and the recording (if any) and start their writers."""
+        if not self._frozen:
+            self._frozen = True
+            _freeze()
         if self.storage is not None and not self._started:
             await self.storage.open(overwrite=self.overwrite)
             self._started = True
@@ -69,12 +95,17 @@ class Run:
             await self.recorder.open()
 
     async def close(self) -> None:
-        if self.recorder is not None and self._recording:
-            self._recording = False
-            await self.recorder.close()
-        if self.storage is not None and self._started:
-            self._started = False
-            await self.storage.close()
+        try:
+            if self.recorder is not None and self._recording:
+                self._recording = False
+                await self.recorder.close()
+            if self.storage is not None and self._started:
+                self._started = False
+                await self.storage.close()
+        finally:
+            if self._frozen:
+                self._frozen = False
+                _thaw()
 
     async def relieve(self) -> None:
         """Between engine slices: let the writers behind the engine catch up if they must."""

@@ -251,3 +251,24 @@ def test_snapshot_lookup_by_id_and_kind() -> None:
     assert snap.find("nope") is None
     with pytest.raises(KeyError):
         snap.node("nope")
+
+
+async def test_started_runs_keep_their_worlds_from_the_collector_until_the_last_closes() -> None:
+    """Run.start freezes what is alive (gc.freeze: full collections then skip the world);
+    the last run to close thaws it, so a process that runs many (a sweep) frees them."""
+    import gc
+
+    from stackyard.core import run as runs
+
+    before = runs._frozen_runs  # another test's run may still be open in this process
+    first, second = runs.open_run("default", seed=1), runs.open_run("default", seed=2)
+    await first.start()
+    await second.start()
+    assert runs._frozen_runs == before + 2 and gc.get_freeze_count() > 0
+    await first.close()
+    assert runs._frozen_runs == before + 1 and gc.get_freeze_count() > 0
+    await second.close()
+    await second.close()  # twice is harmless
+    assert runs._frozen_runs == before
+    if before == 0:
+        assert gc.get_freeze_count() == 0
