@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import reduce
 from itertools import accumulate, repeat
 from operator import add, mul, sub
@@ -351,7 +351,8 @@ class Series:
     than as whatever that slot held ``capacity`` seconds earlier.
     """
 
-    __slots__ = ("_head", "_head_slot", "_stamps", "_values", "capacity")
+    __slots__ = ("_dirty", "_head", "_head_slot", "_memo", "_memo_key", "_stamps", "_values",
+                 "capacity")
 
     def __init__(self, capacity: int = 600) -> None:
         if capacity < 1:
@@ -363,10 +364,16 @@ class Series:
         """The latest second written (-1 before any)."""
         self._head_slot = -1 % capacity
         self._stamps[self._head_slot] = -1  # second -1 holds 0, so the fast path in add holds
+        self._memo_key: tuple[int, int, Callable[[float], float]] | None = None
+        self._memo: tuple[float, ...] = ()
+        self._dirty = 0
+        """The earliest second written since :meth:`window` last remembered its answer."""
 
     def add(self, now: float, amount: float = 1.0) -> None:
         """Accumulate ``amount`` into second ``int(now)`` (a counter)."""
         s = int(now)
+        if s < self._dirty:
+            self._dirty = s
         if s == self._head:
             self._values[self._head_slot] += amount
             return
@@ -383,6 +390,8 @@ class Series:
     def set(self, now: float, value: float) -> None:
         """Overwrite second ``int(now)`` with ``value`` (a gauge)."""
         s = int(now)
+        if s < self._dirty:
+            self._dirty = s
         i = s % self.capacity
         self._stamps[i] = s
         self._values[i] = value
@@ -404,6 +413,39 @@ class Series:
         stamps = self._stamps
         vals = self._values
         return [vals[s % cap] if stamps[s % cap] == s else 0.0 for s in range(end - n + 1, end + 1)]
+
+    def window(self, n: int, now: float, one: Callable[[float], float]) -> tuple[float, ...]:
+        """``one`` of each of :meth:`values` ``(n, now)``. The answer is remembered: the next
+        call reuses it for the seconds not written since, so a trend that moves on by a second
+        costs a value or two, not ``n`` (snapshots ask for a dozen each simulated second)."""
+        end = int(now)
+        start = end - n + 1
+        fresh = start  # the first second to work out anew
+        key = self._memo_key
+        if key is not None and key[0] == n and key[2] is one and start <= key[1] <= end:
+            fresh = min(self._dirty, key[1] + 1)
+        cap, stamps, vals = self.capacity, self._stamps, self._values
+        if fresh > start:
+            kept = self._memo[start - key[1] + n - 1:fresh - key[1] + n - 1]  # type: ignore[index]
+        else:
+            kept, fresh = (), start
+        out = kept + tuple([one(vals[s % cap] if stamps[s % cap] == s else 0.0)
+                            for s in range(fresh, end + 1)])
+        self._memo_key = (n, end, one)
+        self._memo = out
+        self._dirty = end + 1
+        return out
+
+    def total(self, n: int, now: float) -> float:
+        """``sum(self.values(n, now))``, without the list."""
+        end = int(now)
+        cap, stamps, vals = self.capacity, self._stamps, self._values
+        total = 0.0
+        for s in range(end - n + 1, end + 1):
+            i = s % cap
+            if stamps[i] == s:
+                total += vals[i]
+        return total
 
     def last(self, now: float) -> float:
         """The value of second ``int(now)`` (the current, possibly partial, second)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from stackyard.core.model.compute import RUNNING, Container
 from stackyard.core.protocol import (
@@ -46,11 +46,26 @@ _r = finite
 _isfinite = math.isfinite
 
 
-def _trend(values: list[float]) -> tuple[float, ...]:
+def _trend_value(x: float) -> float:
     # finite() inlined, and skipped for whole numbers (per-second counts mostly are), which it
-    # leaves as they are: a snapshot carries hundreds of trend values (a recorder's main cost).
-    return tuple([v if (v := float(x)).is_integer() else round(v, 6) if _isfinite(v) else _r(v)
-                  for x in values])
+    # leaves as they are: a snapshot carries hundreds of trend values (a recorder's main cost,
+    # with Series.window remembering those it worked out a second before).
+    v = float(x)
+    return v if v.is_integer() else round(v, 6) if _isfinite(v) else _r(v)
+
+
+_LINKS: dict[tuple[object, ...], LinkNode] = {}
+_HOSTS: dict[tuple[object, ...], HostNode] = {}
+"""Nodes that change seldom, by everything they show: frozen records, so one serves every
+snapshot (and every run) that shows the same."""
+N = TypeVar("N")
+
+
+def _remember(memo: dict[tuple[object, ...], N], key: tuple[object, ...], node: N) -> N:
+    if len(memo) >= 4096:  # a bound: faults that keep changing a link's figures
+        memo.clear()
+    memo[key] = node
+    return node
 
 
 def _budget(burn: float) -> float:
@@ -63,8 +78,8 @@ def kpis(world: World, active_faults: int, recovering: int = 0) -> Kpis:
     p50, p95, p99 = world.recent.quantiles(now, (0.5, 0.95, 0.99))
     done = world.done.series.rate(now, 5)
     errs = world.errors_meter.series.rate(now, 5)
-    hits = sum(sum(e.hit_meter.series.values(10, now)) for e in world.edges.values())
-    lookups = sum(sum(e.lookup_meter.series.values(10, now)) for e in world.edges.values())
+    hits = sum([e.hit_meter.series.total(10, now) for e in world.edges.values()])
+    lookups = sum([e.lookup_meter.series.total(10, now) for e in world.edges.values()])
     slo = world.slo
     bad, total = slo.recent(now)  # once: it walks the window's buckets
     burn = slo.burn(bad, total)
@@ -103,14 +118,14 @@ def nodes(world: World) -> list[AnyNode]:
     now = world.kernel.now
     out: list[AnyNode] = []
     for edge in world.edges.values():
-        hits = sum(edge.hit_meter.series.values(10, now))
-        looks = sum(edge.lookup_meter.series.values(10, now))
+        hits = edge.hit_meter.series.total(10, now)
+        looks = edge.lookup_meter.series.total(10, now)
         out.append(EdgeNode(
             id=edge.id, state="up" if edge.up else "down", region=edge.region,
             rps=_r(edge.requests.series.rate(now, 5)),
             hit_ratio=_r(hits / looks if looks else 0.0),
             objects=len(edge.cache), fetches=edge.fetches, collapsed=edge.collapsed,
-            trend=_trend(edge.requests.series.values(TREND, now)),
+            trend=edge.requests.series.window(TREND, now, _trend_value),
         ))
     bal = world.balancer
     for i, node in enumerate(bal.nodes):
@@ -123,19 +138,29 @@ def nodes(world: World) -> list[AnyNode]:
         out.append(BalancerNode(id=node.id, state=state,  # type: ignore[arg-type]
                                 inflight=bal.inflight if i == bal.active_node else 0))
     regions = {f"{kind}-{r}": r for r in world.regions for kind in ("client", "edge")}
+    bases = world.scenario.network.links
     for link in world.links.values():
-        base = world.scenario.network.links[link.name]
+        base = bases[link.name]
         degraded = (link.loss > 0 or link.latency > base.latency
                     or link.bandwidth != base.bandwidth)
-        out.append(LinkNode(
-            id=link.name, region=regions.get(link.name, ""),
-            state="partitioned" if link.partitioned else "degraded" if degraded else "ok",
-            latency=_r(link.latency), jitter=_r(link.jitter), loss=_r(link.loss),
-            bandwidth=_r(link.bandwidth),
-        ))
+        key = (link.name, regions.get(link.name, ""),
+               "partitioned" if link.partitioned else "degraded" if degraded else "ok",
+               link.latency, link.jitter, link.loss, link.bandwidth)
+        lnode = _LINKS.get(key)
+        if lnode is None:
+            lnode = _remember(_LINKS, key, LinkNode(
+                id=key[0], region=key[1], state=key[2],  # type: ignore[arg-type]
+                latency=_r(link.latency), jitter=_r(link.jitter), loss=_r(link.loss),
+                bandwidth=_r(link.bandwidth)))
+        out.append(lnode)
     for host in world.cluster.hosts:
-        out.append(HostNode(id=host.id, state="up" if host.up else "down", steal=_r(host.steal),
-                            vms=len(host.vms), cores=host.cores))
+        hkey = (host.id, host.up, host.steal, len(host.vms), host.cores)
+        hnode = _HOSTS.get(hkey)
+        if hnode is None:
+            hnode = _remember(_HOSTS, hkey, HostNode(
+                id=host.id, state="up" if host.up else "down", steal=_r(host.steal),
+                vms=len(host.vms), cores=host.cores))
+        out.append(hnode)
     for vm in world.cluster.vms.values():
         out.append(VmNode(id=vm.id, state=vm.state, parent=vm.host.id,  # type: ignore[arg-type]
                           load=_r(vm.load), vcpus=vm.vcpus, containers=len(vm.containers)))
@@ -159,7 +184,7 @@ def nodes(world: World) -> list[AnyNode]:
             restarts=c.restarts,
             active=b.active if b is not None else 0,
             ewma=_r(b.ewma if b is not None else 0.0),
-            trend=_trend(c.done_meter.series.values(TREND, now)),
+            trend=c.done_meter.series.window(TREND, now, _trend_value),
         ))
     db = world.db
     if db is not None:
@@ -184,7 +209,7 @@ def nodes(world: World) -> list[AnyNode]:
                 skew=_r(n.skew),
                 apply_rate=_r(n.apply_rate),
                 partition=n.partition,  # type: ignore[arg-type]
-                trend=_trend(n.ops.series.values(TREND, now)),
+                trend=n.ops.series.window(TREND, now, _trend_value),
             ))
     return out
 
@@ -275,9 +300,9 @@ def build(engine: Engine, seq: int, events: tuple[Event, ...]) -> Snapshot:
             for name, r in world.regions.items()
         ),
         series=KpiSeries(
-            rps=_trend(world.arrivals.series.values(TREND, now)),
-            errors=_trend(world.errors_meter.series.values(TREND, now)),
-            p99=_trend(world.p99_series.values(TREND, now)),
+            rps=world.arrivals.series.window(TREND, now, _trend_value),
+            errors=world.errors_meter.series.window(TREND, now, _trend_value),
+            p99=world.p99_series.window(TREND, now, _trend_value),
         ),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from fractions import Fraction
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -433,3 +434,23 @@ def test_slo_window_bounds() -> None:
     with pytest.raises(ValueError):
         SloBudget(target=0.9, latency=1.0, window=0.0)
     assert SloBudget(0.9, 1.0, window=1e6).width == pytest.approx(1e6 / SloBudget.BUCKETS)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "set", "read"]),
+                          st.integers(min_value=0, max_value=80),
+                          st.floats(min_value=-1e6, max_value=1e6)), max_size=200),
+       st.integers(min_value=1, max_value=40))
+def test_a_remembered_window_reads_as_the_values_do(ops: list[tuple[str, int, float]],
+                                                     n: int) -> None:
+    series = Series(capacity=50)
+    one = partial(round, ndigits=3)
+    clock = 0
+    for op, at, value in ops:
+        clock = max(clock, at)  # time moves forward; writes may land on earlier seconds
+        if op == "add":
+            series.add(at + 0.5, value)
+        elif op == "set":
+            series.set(at + 0.25, value)
+        else:
+            now = clock + 0.5
+            assert series.window(n, now, one) == tuple(one(v) for v in series.values(n, now))
