@@ -131,9 +131,11 @@ def amqtt_broker() -> Iterator[BrokerConfig]:
 @contextlib.asynccontextmanager
 async def served(broker: BrokerConfig, *, allow_control: bool = True, scenario: str = "default",
                  storage: bool = True, speed: float = 1.0, run_id: str = "test",
+                 paused: bool = False,
                  **options: object) -> AsyncIterator[tuple[LocalSession, MqttServer]]:
-    """A run driven in real time and served on ``broker`` as ``run_id``."""
-    session = open_run(scenario, seed=SEED, storage=storage).session(speed=speed)
+    """A run driven in real time (or ``paused``: the test steps it) and served on ``broker``
+    as ``run_id``."""
+    session = open_run(scenario, seed=SEED, storage=storage).session(speed=speed, paused=paused)
     server = MqttServer(session, broker, options=ServerOptions(
         run_id=run_id, allow_control=allow_control, version="test", **options))  # type: ignore[arg-type]
     await session.start()

@@ -15,21 +15,19 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from stackyard.core.mqtt.config import BrokerConfig
 from stackyard.core.mqtt.record import ViewerRecording
 from stackyard.core.mqtt.remote import RemoteOptions, RemoteSession
-from stackyard.core.mqtt.server import MqttServer, ServerOptions
+from stackyard.core.mqtt.server import MqttServer
 from stackyard.core.protocol import Command
 from stackyard.core.recording import Recording
 from stackyard.core.replay import ReplaySession
 from stackyard.core.rerun import rerun
-from stackyard.core.run import open_run
 from stackyard.core.session import LocalSession
 from stackyard.tui.app import StackyardApp
-from tests.mqtt.conftest import SEED, Mosquitto, until
+from tests.mqtt.conftest import Mosquitto, served, until
 from tests.test_cli import ROOT
 from tests.tui.test_replay import REPLAY_SIZE, SIZE, panes_and_events
 from tests.tui.test_tmux import Tmux, _up, tmux  # noqa: F401 - the fixture
@@ -37,20 +35,11 @@ from tests.tui.test_tmux import Tmux, _up, tmux  # noqa: F401 - the fixture
 CLI = [sys.executable, "-m", "stackyard.cli"]
 
 
-@contextlib.asynccontextmanager
-async def stepped(broker: BrokerConfig, run_id: str,
-                  **options: object) -> AsyncIterator[tuple[LocalSession, MqttServer]]:
+def stepped(broker: BrokerConfig, run_id: str,
+            **options: object) -> contextlib.AbstractAsyncContextManager[
+                tuple[LocalSession, MqttServer]]:
     """``default`` served as ``run_id``, paused: the test steps it."""
-    session = open_run("default", seed=SEED, storage=False).session(paused=True)
-    server = MqttServer(session, broker, options=ServerOptions(
-        run_id=run_id, allow_control=True, version="test", **options))  # type: ignore[arg-type]
-    await session.start()
-    try:
-        await server.start()
-        yield session, server
-    finally:
-        await server.close()
-        await session.close()
+    return served(broker, run_id=run_id, storage=False, paused=True, **options)
 
 
 async def step_to(local: LocalSession, t: float, *viewers: RemoteSession) -> None:
