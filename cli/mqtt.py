@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from stackyard.cli import recorder as recording
 from stackyard.cli.main import PROG, UsageError, _seed, _speed, add_fps_option, version
+from stackyard.cli.summary import plural
 from stackyard.core.mqtt import (
     DEFAULT_BROKER,
     BrokerConfig,
@@ -177,7 +178,8 @@ async def _serve(run: Any, broker: BrokerConfig | None, run_id: str,
         if embedded is not None:
             embedded.stop()
     print(f"{PROG}: stopped run '{run_id}' at {session.engine.now:.1f} s simulated "
-          f"({server.counts['applied']} commands applied, {server.counts['refused']} refused)",
+          f"({plural(server.counts['applied'], 'command')} applied, "
+          f"{server.counts['refused']} refused)",
           file=sys.stderr, flush=True)
     return 0
 

@@ -203,11 +203,12 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     if result.divergence is not None:
         print(f"{args.file}: {result.divergence.line()}")
         return DIVERGED
+    from stackyard.cli.summary import plural
     from stackyard.core.replay import clock
 
-    print(f"{args.file}: identical: {result.snapshots} snapshots from {clock(result.start)} to "
-          f"{clock(result.end)}, {result.events} events and {result.commands} commands "
-          f"re-simulated from seed {rec.meta.seed}")
+    print(f"{args.file}: identical: {plural(result.snapshots, 'snapshot')} from "
+          f"{clock(result.start)} to {clock(result.end)}, {plural(result.events, 'event')} and "
+          f"{plural(result.commands, 'command')} re-simulated from seed {rec.meta.seed}")
     return 0
 
 

@@ -249,7 +249,7 @@ async def test_serve_records_the_run_with_remote_commands(mosquitto: Mosquitto,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, errs = await asyncio.wait_for(rerun.communicate(), 120)
     assert rerun.returncode == 0, errs.decode()
-    assert "identical" in out.decode() and "1 commands" in out.decode()
+    assert "identical" in out.decode() and "1 command re-simulated" in out.decode()
     from stackyard.core.recording import Recording
 
     with Recording.open(record) as recording:

@@ -262,7 +262,7 @@ def test_an_attached_recorder_killed_mid_run_leaves_a_file_that_replays_and_reru
         replay.rec.close()
     done = cli("rerun", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "identical" in done.stdout and "1 commands" in done.stdout
+    assert "identical" in done.stdout and "1 command re-simulated" in done.stdout
 
 
 def test_attach_record_refuses_a_file_that_exists_before_connecting(tmp_path: Path) -> None:
