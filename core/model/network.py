@@ -11,7 +11,9 @@ from stackyard.core.metrics import Meter
 from .traffic import Request
 
 BUFFER = 1.0
-"""Seconds of its own work a bandwidth-capped link queues before it drops (a router's buffer)."""
+BUFFER_MESSAGES = 64
+"""A bandwidth-capped link queues ``BUFFER`` seconds of its own work, or ``BUFFER_MESSAGES``
+messages on a slow link, before it drops (a router's buffer)."""
 RESEND_LIMIT = 16.0
 """A message dropped by a full buffer is sent again while the retransmission timeout is below
 this (it doubles each time: 0.2 s gives six tries over 25 s); then it is given up."""
@@ -22,6 +24,7 @@ class Link:
 
     __slots__ = (
         "_bandwidth",
+        "_buffer",
         "_jitter",
         "_latency",
         "_loss",
@@ -56,6 +59,7 @@ class Link:
         self._reshape()
 
     def _reshape(self) -> None:
+        self._buffer = max(BUFFER, BUFFER_MESSAGES / self._bandwidth) if self._bandwidth else 0.0
         self.lo = self._latency - self._jitter
         self.span = 2.0 * self._jitter
         self.simple = self.lo >= 0.0 and not self._loss and not self._bandwidth
@@ -137,19 +141,21 @@ class Link:
                 d += rto
                 rto *= 2.0
         if self._bandwidth:
-            # The link's buffer holds BUFFER seconds of its work. A message that finds it full
+            # The link's buffer holds BUFFER seconds of its work (BUFFER_MESSAGES messages on a
+            # slow link). A message that finds it full
             # is dropped and sent again after the retransmission timeout (doubling), as TCP does;
             # given up (RESEND_LIMIT), it arrives only after all those timeouts, without taking
             # the link's time. So the backlog, and what waits in it, stays bounded whatever the
             # offered load and however long the cap lasts.
             busy = self.busy_until
+            buffer = self._buffer
             wait = 0.0
             rto = self.rto
-            while busy - (now + wait) > BUFFER and rto < RESEND_LIMIT:
+            while busy - (now + wait) > buffer and rto < RESEND_LIMIT:
                 wait += rto
                 rto *= 2.0
             at = now + wait
-            if busy - at <= BUFFER:
+            if busy - at <= buffer:
                 self.busy_until = (busy if busy > at else at) + 1.0 / self._bandwidth
                 d += self.busy_until - now
             else:

@@ -11,7 +11,7 @@ import pytest
 from stackyard.core.config import LinkConfig
 from stackyard.core.engine import CommandError, Engine
 from stackyard.core.faults import FAULTS
-from stackyard.core.model.network import BUFFER, RESEND_LIMIT, Link
+from stackyard.core.model.network import BUFFER, BUFFER_MESSAGES, RESEND_LIMIT, Link
 from stackyard.core.protocol import Command
 
 from .conftest import live_requests, scenario
@@ -267,10 +267,17 @@ def test_control_commands_are_bounded_whatever_their_source(command: Command,
 
 
 def test_a_capped_link_queues_in_order_below_its_buffer() -> None:
-    link = Link("l", LinkConfig(latency=0.01, jitter=0.0, bandwidth=10.0), 0.2,
+    link = Link("l", LinkConfig(latency=0.01, jitter=0.0, bandwidth=100.0), 0.2,
                 random.Random(1))
-    delays = [link.delay(0.0) for _ in range(10)]  # one second of the link's work: it fits
-    assert delays == pytest.approx([0.01 + 0.1 * (i + 1) for i in range(10)])
+    delays = [link.delay(0.0) for _ in range(100)]  # one second of the link's work: it fits
+    assert delays == pytest.approx([0.01 + 0.01 * (i + 1) for i in range(100)])
+
+
+def test_a_slow_capped_link_still_queues_a_buffer_of_messages() -> None:
+    link = Link("l", LinkConfig(latency=0.01, jitter=0.0, bandwidth=1.0), 0.2,
+                random.Random(1))
+    delays = [link.delay(0.0) for _ in range(BUFFER_MESSAGES)]
+    assert delays == pytest.approx([0.01 + i + 1.0 for i in range(BUFFER_MESSAGES)])
 
 
 def _retries(rto: float) -> float:
@@ -282,13 +289,12 @@ def _retries(rto: float) -> float:
 
 
 def test_a_capped_link_drops_what_its_buffer_cannot_hold_and_stays_bounded() -> None:
-    link = Link("l", LinkConfig(latency=0.01, jitter=0.0, bandwidth=10.0), 0.2,
+    link = Link("l", LinkConfig(latency=0.01, jitter=0.0, bandwidth=100.0), 0.2,
                 random.Random(1))
-    delays = [link.delay(0.0) for _ in range(10_000)]  # 1,000 s of work offered at once
-    bound = BUFFER + _retries(0.2) + 0.1
+    delays = [link.delay(0.0) for _ in range(100_000)]  # 1,000 s of work offered at once
+    bound = BUFFER + _retries(0.2) + 0.01
     assert link.busy_until <= bound  # not 1,000 s: the rest was dropped and sent again
     assert all(math.isfinite(d) and d <= 0.01 + bound for d in delays)
-    assert delays[:10] == pytest.approx([0.01 + 0.1 * (i + 1) for i in range(10)])
     given_up = [d for d in delays if d == pytest.approx(0.01 + _retries(0.2))]
     assert 0 < len(given_up) < len(delays)  # what no retransmission got in arrives after all
 
@@ -305,4 +311,4 @@ def test_a_tight_bandwidth_cap_does_not_grow_the_event_heap_with_time() -> None:
         sizes.append(len(engine.kernel._heap))
     assert max(sizes[1:]) <= 1.2 * sizes[0] + 100, sizes
     link = engine.world.links["client-eu"]
-    assert link.busy_until - engine.now <= BUFFER + _retries(link.rto) + 1.0
+    assert link.busy_until - engine.now <= BUFFER_MESSAGES + _retries(link.rto) + 1.0
