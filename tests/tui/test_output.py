@@ -61,18 +61,24 @@ class Terminal:
                 self.x += 1
 
 
-async def _updates(app: StackyardApp, steps: list[str]) -> list[Any]:
-    """The screen updates the app writes while ``steps`` happen ('+' advances a second, any
-    other string is keys)."""
-    captured: list[Any] = []
+def _written(app: StackyardApp) -> list[Any]:
+    """The screen updates ``app`` hands its driver from now on (as Textual made them)."""
+    written: list[Any] = []
     real = app._display
 
     def spy(screen: Any, renderable: Any) -> None:
         if isinstance(renderable, ChopsUpdate | LayoutUpdate):
-            captured.append(renderable)
+            written.append(renderable)
         real(screen, renderable)
 
     app._display = spy  # type: ignore[method-assign]
+    return written
+
+
+async def _updates(app: StackyardApp, steps: list[str]) -> list[Any]:
+    """The screen updates the app writes while ``steps`` happen ('+' advances a second, any
+    other string is keys)."""
+    captured = _written(app)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.screen.refresh()  # a whole frame first, for the terminals to start from
@@ -112,15 +118,7 @@ async def test_tight_updates_leave_the_terminal_exactly_as_textuals_own(
 
 async def test_a_snapshot_that_changes_nothing_shown_writes_nothing(make_app: AppFactory) -> None:
     app = make_app()
-    written: list[Any] = []
-    real = app._display
-
-    def spy(screen: Any, renderable: Any) -> None:
-        if isinstance(renderable, ChopsUpdate | LayoutUpdate):
-            written.append(renderable)
-        real(screen, renderable)
-
-    app._display = spy  # type: ignore[method-assign]
+    written = _written(app)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         before = screen_text(app)
