@@ -60,11 +60,15 @@ async def app_at_100x() -> tuple[float, float, float, float]:
     return sim / wall, achieved, 100.0 * cpu / wall, sim / cpu if cpu else 0.0
 
 
+def _binary() -> str | None:
+    """The stackyard script beside this Python (its venv's), else the one on PATH."""
+    binary = Path(sys.executable).with_name("stackyard")
+    return str(binary) if binary.exists() else shutil.which("stackyard")
+
+
 def terminal_100x() -> str:
     """The real binary at --speed 100 in tmux: the achieved speed its header shows."""
-    tmux = shutil.which("tmux")
-    binary = Path(sys.executable).with_name("stackyard")
-    exe = str(binary) if binary.exists() else shutil.which("stackyard")
+    tmux, exe = shutil.which("tmux"), _binary()
     if tmux is None or exe is None:
         return "100x terminal: skipped (needs tmux and the installed stackyard script)"
     sock = f"stackyard-bench100-{os.getpid()}"
@@ -144,9 +148,7 @@ async def app_cpu_and_latency() -> tuple[float, float, int, list[float]]:
 
 
 def terminal_cpu() -> str:
-    tmux = shutil.which("tmux")
-    binary = Path(sys.executable).with_name("stackyard")
-    exe = str(binary) if binary.exists() else shutil.which("stackyard")
+    tmux, exe = shutil.which("tmux"), _binary()
     if tmux is None or exe is None:
         return "terminal: skipped (needs tmux and the installed stackyard script)"
     sock = f"stackyard-bench-{os.getpid()}"
